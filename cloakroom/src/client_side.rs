@@ -1,0 +1,418 @@
+//! Client-side sessions: the whole record sealed in the cookie.
+//!
+//! The cloakroom seals your coat in a tamper-proof bag that you carry
+//! yourself: no store on the request path, any number of app instances, the
+//! same [`Session`](crate::Session) API. Switch with one line:
+//!
+//! ```
+//! use cloakroom::{SessionLayer, client_side::ClientSessions, crypto::{Keyring, MasterKey}};
+//!
+//! // In production: Keyring::from_env() reads CLOAKROOM_KEYS.
+//! let keyring = Keyring::new(vec![MasterKey::generate()]).expect("a valid keyring");
+//! let layer = SessionLayer::builder_client_side(ClientSessions::new(keyring))
+//!     .build()
+//!     .expect("valid configuration");
+//! ```
+//!
+//! # What is guaranteed
+//!
+//! * **Confidentiality and integrity** (default [`Protection::Sealed`]):
+//!   XChaCha20-Poly1305 with a fresh random nonce per cookie, under a
+//!   per-purpose subkey of the newest master key. Any changed, truncated,
+//!   extended or re-labelled cookie is rejected (S30, S31).
+//! * **Binding**: the cookie name and the purpose are authenticated, so a
+//!   value cannot be moved to another cookie or another use (S32).
+//! * **Server-side expiry**: issue time, idle and absolute deadlines and the
+//!   user's revocation epoch travel *inside* the ciphertext; the cookie's
+//!   `Expires` is never trusted (S33).
+//! * **Key rotation**: the newest key seals, every listed key opens, and a
+//!   cookie opened by an older key is re-sealed in the same response (S35).
+//! * With [`Protection::Signed`] the contents are readable (base64url) but
+//!   still authenticated (HMAC-SHA256, name and purpose bound).
+//!
+//! # What is not
+//!
+//! * **Revocation** of a cookie that was stolen or belongs to a signed-out
+//!   device is impossible without server state. Two remedies: a short
+//!   absolute lifetime, and the per-user epoch ([`ClientSessions::with_revocation`]):
+//!   "log out everywhere" and password changes bump the user's epoch in a
+//!   [`SessionStore`], and every cookie sealed under an older epoch stops
+//!   working once the epoch cache (default 30 s) has expired — that is the
+//!   worst-case delay (S39).
+//! * **Replay** of an old cookie by its holder within its lifetime: logout
+//!   clears the cookie in the browser, but a copy kept elsewhere stays valid
+//!   until it expires or the epoch is bumped.
+//! * **Size**: browsers drop cookies over 4096 bytes. A record that would
+//!   not fit is a typed error ([`SessionError::CookieTooLarge`](crate::SessionError::CookieTooLarge))
+//!   unless chunking is on ([`ClientSessions::with_chunking`]), which spreads
+//!   the sealed value over up to `n` cookies (`name`, `name.1`, ...) opened
+//!   and authenticated as one.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use http::HeaderMap;
+
+use crate::cookie::{CookieLookup, MAX_COOKIE_BYTES, find_cookie};
+use crate::crypto::Keyring;
+use crate::expiry::Timestamp;
+use crate::id::StorageKey;
+use crate::record::Record;
+use crate::store::{SessionStore, StoreError};
+
+const PURPOSE: &str = "session";
+const PAYLOAD_VERSION: u8 = 1;
+/// Characters of sealed text per chunk cookie, leaving room for the name,
+/// the chunk prefix and attributes within 4096 bytes.
+const CHUNK_CHARS: usize = 3800;
+
+/// How the record is protected in the cookie.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Protection {
+    /// Encrypted and authenticated (XChaCha20-Poly1305). The default.
+    #[default]
+    Sealed,
+    /// Authenticated only (HMAC-SHA256): the browser can read the contents.
+    Signed,
+}
+
+/// Configuration of client-side sessions.
+#[derive(Clone)]
+pub struct ClientSessions {
+    pub(crate) keyring: Arc<Keyring>,
+    pub(crate) protection: Protection,
+    pub(crate) max_chunks: usize,
+    pub(crate) epochs: Option<Arc<EpochCache>>,
+}
+
+impl std::fmt::Debug for ClientSessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientSessions")
+            .field("protection", &self.protection)
+            .field("max_chunks", &self.max_chunks)
+            .field("revocation", &self.epochs.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientSessions {
+    /// Sealed cookies under `keyring`, one cookie at most, no revocation.
+    #[must_use]
+    pub fn new(keyring: Keyring) -> Self {
+        Self {
+            keyring: Arc::new(keyring),
+            protection: Protection::Sealed,
+            max_chunks: 1,
+            epochs: None,
+        }
+    }
+
+    /// Chooses sealed (default) or signed-only cookies.
+    #[must_use]
+    pub fn with_protection(mut self, protection: Protection) -> Self {
+        self.protection = protection;
+        self
+    }
+
+    /// Lets a record spread over up to `max_cookies` cookies (1 to 4)
+    /// instead of failing when it outgrows one. Four cookies hold about
+    /// 11 KiB of record; mind that many servers and proxies cap request
+    /// headers at 8 KiB.
+    #[must_use]
+    pub fn with_chunking(mut self, max_cookies: usize) -> Self {
+        // A sealed value opens up to 16 KiB of text: four chunks of 3800.
+        self.max_chunks = max_cookies.clamp(1, 4);
+        self
+    }
+
+    /// Turns on per-user revocation: epochs are kept in `store` and cached
+    /// for at most `cache_for` (the worst-case revocation delay).
+    #[must_use]
+    pub fn with_revocation(mut self, store: Arc<dyn SessionStore>, cache_for: Duration) -> Self {
+        self.epochs = Some(Arc::new(EpochCache::new(store, cache_for)));
+        self
+    }
+
+    /// Makes every client-side session of `user` invalid from now on (after
+    /// at most the epoch cache lifetime in other processes).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`] if the epoch store fails, or
+    /// [`StoreError::NotFound`] if revocation is not configured.
+    pub async fn revoke_user(&self, user: &str) -> Result<u64, StoreError> {
+        match &self.epochs {
+            Some(e) => e.bump(user).await,
+            None => Err(StoreError::NotFound),
+        }
+    }
+}
+
+/// Per-user revocation epochs, kept in a [`SessionStore`] and cached.
+pub(crate) struct EpochCache {
+    store: Arc<dyn SessionStore>,
+    ttl: Duration,
+    cache: Mutex<HashMap<String, (u64, Timestamp)>>,
+}
+
+impl EpochCache {
+    fn new(store: Arc<dyn SessionStore>, ttl: Duration) -> Self {
+        Self {
+            store,
+            ttl,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The store key of a user's epoch: a hash, so it can never collide
+    /// with a session's storage key (those are hashes of random IDs).
+    fn key(user: &str) -> StorageKey {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(b"cloakroom/epoch/v1\0");
+        h.update(user.as_bytes());
+        StorageKey(h.finalize().into())
+    }
+
+    pub(crate) async fn current(&self, user: &str) -> Result<u64, StoreError> {
+        let now = Timestamp::now();
+        if let Some((epoch, at)) = self.lock().get(user)
+            && now.since(*at) < self.ttl
+        {
+            return Ok(*epoch);
+        }
+        let epoch = match self.store.load(&Self::key(user)).await? {
+            Some(r) => r
+                .get::<u64>("epoch")
+                .map_err(StoreError::corrupt)?
+                .unwrap_or(0),
+            None => 0,
+        };
+        let mut cache = self.lock();
+        if cache.len() > 100_000 {
+            cache.clear();
+        }
+        cache.insert(user.to_owned(), (epoch, now));
+        Ok(epoch)
+    }
+
+    async fn bump(&self, user: &str) -> Result<u64, StoreError> {
+        let key = Self::key(user);
+        // Epoch records outlive every session they can revoke.
+        let life = Duration::from_secs(400 * 24 * 3600);
+        for _ in 0..16 {
+            match self.store.load(&key).await? {
+                Some(mut r) => {
+                    let expected = r.version;
+                    let next = r
+                        .get::<u64>("epoch")
+                        .map_err(StoreError::corrupt)?
+                        .unwrap_or(0)
+                        + 1;
+                    r.insert("epoch", &next).map_err(StoreError::other)?;
+                    r.version = expected + 1;
+                    let now = Timestamp::now();
+                    r.idle_deadline = now.saturating_add(life);
+                    r.absolute_deadline = now.saturating_add(life);
+                    match self.store.save(&key, &r, expected).await {
+                        Ok(()) => return Ok(self.remember(user, next)),
+                        Err(StoreError::VersionConflict | StoreError::NotFound) => continue,
+                        Err(e) => return Err(e),
+                    }
+                }
+                None => {
+                    let mut r = Record::new(Timestamp::now(), life, life);
+                    r.version = 1;
+                    r.insert("epoch", &1u64).map_err(StoreError::other)?;
+                    match self.store.create(&key, &r).await {
+                        Ok(()) => return Ok(self.remember(user, 1)),
+                        Err(StoreError::Conflict) => continue,
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+        Err(StoreError::other(
+            "could not bump the revocation epoch: too much contention",
+        ))
+    }
+
+    fn remember(&self, user: &str, epoch: u64) -> u64 {
+        self.lock()
+            .insert(user.to_owned(), (epoch, Timestamp::now()));
+        epoch
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u64, Timestamp)>> {
+        self.cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The session cookie(s) a request presented, not yet opened.
+pub(crate) enum Presented {
+    Absent,
+    Sealed { text: String, chunks: usize },
+    Rejected { chunks: usize },
+}
+
+/// Reads the (possibly chunked) session cookie. Nothing is decrypted here.
+pub(crate) fn presented(headers: &HeaderMap, name: &str, max_chunks: usize) -> Presented {
+    let first = match find_cookie(headers, name) {
+        CookieLookup::Absent => return Presented::Absent,
+        CookieLookup::Duplicate => return Presented::Rejected { chunks: 1 },
+        CookieLookup::Found(v) => v,
+    };
+    // Unchunked values never contain '.', chunked ones start "N.".
+    let Some((count, head)) = first.split_once('.') else {
+        return Presented::Sealed {
+            text: first.to_owned(),
+            chunks: 1,
+        };
+    };
+    let Ok(count) = count.parse::<usize>() else {
+        return Presented::Rejected { chunks: 1 };
+    };
+    if count < 2 || count > max_chunks {
+        return Presented::Rejected {
+            chunks: count.clamp(1, 4),
+        };
+    }
+    let mut text = head.to_owned();
+    for i in 1..count {
+        match find_cookie(headers, &chunk_name(name, i)) {
+            CookieLookup::Found(v) => text.push_str(v),
+            _ => return Presented::Rejected { chunks: count },
+        }
+    }
+    Presented::Sealed {
+        text,
+        chunks: count,
+    }
+}
+
+pub(crate) fn chunk_name(name: &str, i: usize) -> String {
+    if i == 0 {
+        name.to_owned()
+    } else {
+        format!("{name}.{i}")
+    }
+}
+
+/// What a cookie opened to.
+pub(crate) struct Opened {
+    pub(crate) record: Record,
+    pub(crate) epoch: u64,
+    pub(crate) needs_reseal: bool,
+}
+
+/// Why a record could not be sealed into cookies.
+#[derive(Debug)]
+pub(crate) enum SealFailure {
+    /// Sealed, it would be this many bytes: more than the cookies hold.
+    TooLarge(usize),
+    /// The random number generator failed.
+    Crypto,
+}
+
+/// Why a presented cookie was refused (logged, never shown).
+#[derive(Debug)]
+pub(crate) enum Refused {
+    Crypto,
+    Payload(&'static str),
+}
+
+impl Refused {
+    pub(crate) fn reason(&self) -> &'static str {
+        match self {
+            Self::Crypto => "does not open (forged, altered, or sealed under an unlisted key)",
+            Self::Payload(why) => why,
+        }
+    }
+}
+
+impl ClientSessions {
+    pub(crate) fn open(&self, name: &str, text: &str) -> Result<Opened, Refused> {
+        let opened = match self.protection {
+            Protection::Sealed => self.keyring.open(PURPOSE, name, text),
+            Protection::Signed => self.keyring.verify(PURPOSE, name, text),
+        }
+        .map_err(|_| Refused::Crypto)?;
+        let mut buf = Bytes::from(opened.plaintext);
+        if buf.remaining() < 17 || buf.get_u8() != PAYLOAD_VERSION {
+            return Err(Refused::Payload("unknown payload version"));
+        }
+        let _issued_at = buf.get_u64();
+        let epoch = buf.get_u64();
+        let record =
+            Record::decode(&buf).map_err(|_| Refused::Payload("record does not decode"))?;
+        Ok(Opened {
+            record,
+            epoch,
+            needs_reseal: opened.needs_reseal,
+        })
+    }
+
+    /// The cookie values carrying `record`, one per chunk.
+    ///
+    /// # Errors
+    ///
+    /// [`SealFailure`] when it does not fit in the allowed cookies or the
+    /// random number generator failed.
+    pub(crate) fn seal(
+        &self,
+        name: &str,
+        record: &Record,
+        epoch: u64,
+        now: Timestamp,
+    ) -> Result<Vec<String>, SealFailure> {
+        let encoded = record.encode();
+        let mut payload = BytesMut::with_capacity(17 + encoded.len());
+        payload.put_u8(PAYLOAD_VERSION);
+        payload.put_u64(now.as_millis());
+        payload.put_u64(epoch);
+        payload.put_slice(&encoded);
+        let text = match self.protection {
+            Protection::Sealed => self.keyring.seal(PURPOSE, name, &payload),
+            Protection::Signed => self.keyring.sign(PURPOSE, name, &payload),
+        }
+        .map_err(|e| match e {
+            crate::crypto::SealError::TooLarge { len, .. } => SealFailure::TooLarge(len),
+            _ => SealFailure::Crypto,
+        })?;
+        if name.len() + text.len() <= MAX_COOKIE_BYTES {
+            return Ok(vec![text]);
+        }
+        let chunks = text.len().div_ceil(CHUNK_CHARS);
+        if chunks > self.max_chunks {
+            return Err(SealFailure::TooLarge(text.len() + name.len()));
+        }
+        let mut out: Vec<String> = text
+            .as_bytes()
+            .chunks(CHUNK_CHARS)
+            .map(|c| String::from_utf8_lossy(c).into_owned())
+            .collect();
+        out[0] = format!("{chunks}.{}", out[0]);
+        Ok(out)
+    }
+
+    /// An upper estimate of the sealed cookie bytes for a record, used to
+    /// refuse an `insert` early: name plus base64 of payload and envelope
+    /// overhead, and chunk prefixes when chunking.
+    pub(crate) fn sealed_len(&self, name: &str, record: &Record) -> usize {
+        let payload = 17 + record.encoded_len();
+        let text = match self.protection {
+            Protection::Sealed => crate::crypto::sealed_len(payload),
+            Protection::Signed => crate::crypto::signed_len(payload),
+        };
+        let chunks = text.div_ceil(CHUNK_CHARS).max(1);
+        text + chunks * (name.len() + 3)
+    }
+
+    pub(crate) fn epochs(&self) -> Option<&EpochCache> {
+        self.epochs.as_deref()
+    }
+}

@@ -1,0 +1,250 @@
+//! Everything the session layer is configured with, shared by every request.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::client_side::ClientSessions;
+use crate::cookie::{CookieConfig, CookieConfigError};
+use crate::expiry::{Clock, Expiry, SystemClock};
+use crate::id::SessionId;
+use crate::store::{SessionStore, StoreError};
+
+/// Largest encoded value one `insert` accepts by default: 64 KiB.
+pub const DEFAULT_MAX_VALUE_BYTES: usize = 64 * 1024;
+/// Largest encoded record a save writes by default: 256 KiB.
+pub const DEFAULT_MAX_RECORD_BYTES: usize = 256 * 1024;
+
+/// A function that builds the response for a store failure.
+pub type FailureResponder = Arc<dyn Fn(&StoreError) -> http::Response<String> + Send + Sync>;
+
+/// What a request gets when the store fails (§5 of the design).
+///
+/// Routes that never touch their session are never affected: the store is
+/// only called when a handler uses the session.
+#[derive(Clone)]
+pub enum OnStoreFailure {
+    /// Answer `503 Service Unavailable` with `Retry-After` (the default,
+    /// 5 seconds). The handler's own response is replaced.
+    ServiceUnavailable {
+        /// Value of the `Retry-After` header.
+        retry_after: Duration,
+    },
+    /// Carry on as an anonymous visitor, as if no cookie had been sent, and
+    /// log a warning. Writes of this request are lost (and logged).
+    ContinueAnonymous,
+    /// Replace the response with the one this function builds.
+    Respond(FailureResponder),
+}
+
+impl OnStoreFailure {
+    /// A custom failure response (a JSON API will want one: the default
+    /// body is plain text).
+    ///
+    /// ```
+    /// use cloakroom::OnStoreFailure;
+    ///
+    /// let policy = OnStoreFailure::respond_with(|_err| {
+    ///     http::Response::builder()
+    ///         .status(503)
+    ///         .header("content-type", "text/html")
+    ///         .body("<h1>Back in a minute</h1>".to_owned())
+    ///         .expect("a valid response")
+    /// });
+    /// ```
+    pub fn respond_with<F>(f: F) -> Self
+    where
+        F: Fn(&StoreError) -> http::Response<String> + Send + Sync + 'static,
+    {
+        Self::Respond(Arc::new(f))
+    }
+}
+
+impl Default for OnStoreFailure {
+    fn default() -> Self {
+        Self::ServiceUnavailable {
+            retry_after: Duration::from_secs(5),
+        }
+    }
+}
+
+impl fmt::Debug for OnStoreFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::ServiceUnavailable { retry_after } => f
+                .debug_struct("ServiceUnavailable")
+                .field("retry_after", retry_after)
+                .finish(),
+            Self::ContinueAnonymous => f.write_str("ContinueAnonymous"),
+            Self::Respond(_) => f.write_str("Respond(..)"),
+        }
+    }
+}
+
+/// A configuration the session layer refuses to start with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The cookie attributes are unusable; see the inner error.
+    #[error(transparent)]
+    Cookie(#[from] CookieConfigError),
+    /// A timeout is zero, or the idle timeout exceeds the absolute one.
+    #[error("invalid expiry: {0}")]
+    Expiry(&'static str),
+}
+
+pub(crate) type IdGenerator = Arc<dyn Fn() -> SessionId + Send + Sync>;
+
+/// Where session records live.
+pub(crate) enum Backend {
+    /// Server-side: the cookie holds an ID, the record lives in a store.
+    Server(Arc<dyn SessionStore>),
+    /// Client-side: the record is sealed in the cookie.
+    Client(ClientSessions),
+}
+
+/// The shared, validated configuration behind a [`SessionLayer`](crate::SessionLayer).
+pub(crate) struct Context {
+    pub(crate) backend: Backend,
+    pub(crate) save_lanes: crate::save_lanes::SaveLanes,
+    pub(crate) cookie: CookieConfig,
+    pub(crate) expiry: Expiry,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) new_id: IdGenerator,
+    pub(crate) on_failure: OnStoreFailure,
+    pub(crate) max_value_bytes: usize,
+    pub(crate) max_record_bytes: usize,
+}
+
+/// Session configuration: cookie, expiry, failure policy, limits.
+///
+/// ```
+/// use cloakroom::{CookieConfig, Expiry, SessionConfig, SessionLayer};
+/// use cloakroom::store::MemoryStore;
+///
+/// let layer = SessionLayer::builder(MemoryStore::new())
+///     .config(SessionConfig::default().with_expiry(Expiry::default()))
+///     .build()
+///     .expect("valid configuration");
+/// ```
+#[derive(Clone)]
+pub struct SessionConfig {
+    pub(crate) cookie: CookieConfig,
+    pub(crate) expiry: Expiry,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) new_id: IdGenerator,
+    pub(crate) on_failure: OnStoreFailure,
+    pub(crate) max_value_bytes: usize,
+    pub(crate) max_record_bytes: usize,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            cookie: CookieConfig::default(),
+            expiry: Expiry::default(),
+            clock: Arc::new(SystemClock),
+            new_id: Arc::new(SessionId::generate),
+            on_failure: OnStoreFailure::default(),
+            max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
+            max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+        }
+    }
+}
+
+impl fmt::Debug for SessionConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionConfig")
+            .field("cookie", &self.cookie)
+            .field("expiry", &self.expiry)
+            .field("on_failure", &self.on_failure)
+            .field("max_value_bytes", &self.max_value_bytes)
+            .field("max_record_bytes", &self.max_record_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SessionConfig {
+    /// Sets the cookie attributes.
+    #[must_use]
+    pub fn with_cookie(mut self, cookie: CookieConfig) -> Self {
+        self.cookie = cookie;
+        self
+    }
+
+    /// Sets the expiry policy.
+    #[must_use]
+    pub fn with_expiry(mut self, expiry: Expiry) -> Self {
+        self.expiry = expiry;
+        self
+    }
+
+    /// Sets what happens when the store fails.
+    #[must_use]
+    pub fn on_store_failure(mut self, policy: OnStoreFailure) -> Self {
+        self.on_failure = policy;
+        self
+    }
+
+    /// Reads time from `clock` instead of the system clock (tests).
+    #[must_use]
+    pub fn with_clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Draws new IDs from `f` instead of [`SessionId::generate`].
+    ///
+    /// For tests only (for instance, forcing a collision to prove that a
+    /// colliding ID is never reused, S7). Anything but the OS CSPRNG makes
+    /// sessions guessable.
+    #[must_use]
+    pub fn with_id_generator(mut self, f: impl Fn() -> SessionId + Send + Sync + 'static) -> Self {
+        self.new_id = Arc::new(f);
+        self
+    }
+
+    /// Largest encoded value one `insert` accepts (default 64 KiB).
+    #[must_use]
+    pub fn with_max_value_bytes(mut self, n: usize) -> Self {
+        self.max_value_bytes = n;
+        self
+    }
+
+    /// Largest encoded record a save writes (default 256 KiB).
+    #[must_use]
+    pub fn with_max_record_bytes(mut self, n: usize) -> Self {
+        self.max_record_bytes = n;
+        self
+    }
+
+    pub(crate) fn into_context(self, backend: Backend) -> Result<Context, ConfigError> {
+        self.cookie.validate()?;
+        let e = self.expiry;
+        if e.idle_timeout().is_zero() || e.absolute_timeout().is_zero() {
+            return Err(ConfigError::Expiry("timeouts must be longer than zero"));
+        }
+        if e.idle_timeout() > e.absolute_timeout() {
+            return Err(ConfigError::Expiry(
+                "the idle timeout exceeds the absolute timeout",
+            ));
+        }
+        if self.cookie.is_insecure_dev() {
+            tracing::warn!(
+                cookie = self.cookie.name(),
+                "session cookie is NOT Secure: development over plain HTTP only; never run this in production"
+            );
+        }
+        Ok(Context {
+            backend,
+            save_lanes: crate::save_lanes::SaveLanes::new(),
+            cookie: self.cookie,
+            expiry: self.expiry,
+            clock: self.clock,
+            new_id: self.new_id,
+            on_failure: self.on_failure,
+            max_value_bytes: self.max_value_bytes,
+            max_record_bytes: self.max_record_bytes,
+        })
+    }
+}

@@ -1,0 +1,71 @@
+//! Web sessions and sign-in state for Rust: one [`Session`] API over
+//! server-side stores, secure by default.
+//!
+//! ```
+//! use axum::{Router, routing::{get, post}};
+//! use cloakroom::{Session, SessionError, SessionLayer, store::MemoryStore};
+//!
+//! async fn login(session: Session) -> Result<&'static str, SessionError> {
+//!     // ... check the password first ...
+//!     session.login("alice").await?; // new ID, user recorded
+//!     Ok("signed in")
+//! }
+//!
+//! async fn me(session: Session) -> Result<String, SessionError> {
+//!     Ok(session.user().await?.unwrap_or_else(|| "anonymous".into()))
+//! }
+//!
+//! let app: Router = Router::new()
+//!     .route("/login", post(login))
+//!     .route("/me", get(me))
+//!     .layer(SessionLayer::new(MemoryStore::new()));
+//! ```
+//!
+//! # Crate layout
+//!
+//! * [`Session`]: the per-request handle (`get`, `insert`, `login`, ...).
+//! * [`SessionLayer`]: the tower layer that loads and saves it.
+//! * [`store`]: the [`SessionStore`](store::SessionStore) trait, its
+//!   conformance suite, and the stores ([`MemoryStore`](store::MemoryStore),
+//!   `SqliteStore`).
+//! * [`SessionId`], [`Record`], [`Expiry`], [`CookieConfig`]: the pieces
+//!   the design contract fixes.
+//!
+//! # Security notes
+//!
+//! * IDs are 256 random bits; stores only see their SHA-256 (S1, S6).
+//! * A cookie is validated before any store call, and a well-formed ID the
+//!   server did not issue is never adopted (S4, S5).
+//! * Idle and absolute expiry are enforced on the server (S19, S20).
+//! * `login` rotates the ID; `logout` deletes the record before the response.
+//! * Logs and metrics carry a keyed hash of the ID, never the ID (S50).
+#![forbid(unsafe_code)]
+
+/// The README's code samples, compiled as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+mod readme {}
+
+pub mod client_side;
+mod config;
+pub mod cookie;
+pub mod crypto;
+pub mod expiry;
+#[cfg(feature = "axum")]
+mod extract;
+pub mod id;
+pub mod layer;
+pub mod record;
+mod save_lanes;
+pub mod session;
+pub mod store;
+
+pub use config::{ConfigError, FailureResponder, OnStoreFailure, SessionConfig};
+pub use cookie::{CookieConfig, SameSite};
+pub use expiry::{Clock, Expiry, MockClock, SystemClock, Timestamp};
+#[cfg(feature = "axum")]
+pub use extract::{MissingSessionLayer, SessionData, SessionValue};
+pub use id::{SessionId, StorageKey};
+pub use layer::{ResponseFuture, SessionLayer, SessionLayerBuilder, SessionService, StoreFailure};
+pub use record::Record;
+pub use session::{LoginOptions, MAX_USER_BYTES, Session, SessionError, SessionInfo};

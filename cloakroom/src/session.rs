@@ -1,0 +1,1241 @@
+//! [`Session`]: the handle a request handler uses.
+//!
+//! A `Session` is cheap to clone (clones share one state) and does nothing
+//! until used: the record is loaded on the first read, and writes go into a
+//! per-key change set that the layer saves after the handler returns.
+//!
+//! # Saving
+//!
+//! After the response is built the layer calls the session's `finish`:
+//!
+//! * nothing was changed: no write, no cookie; a session that was read gets
+//!   its idle deadline pushed forward at most once per touch interval;
+//! * values were changed: the change set is applied to the loaded record and
+//!   saved with compare-and-swap on its version. If another request saved
+//!   first, the record is reloaded and this request's changes re-applied key
+//!   by key (last writer wins per key, not per record), a few times at most;
+//! * a new visitor's first write creates a record under a fresh ID, never the
+//!   ID the visitor presented (S4), retrying on the (astronomically rare)
+//!   collision instead of overwriting (S7);
+//! * a 5xx response saves no values (the handler failed half-way), though
+//!   a login or logout that already happened is still reflected in the
+//!   cookie.
+//!
+//! `destroy`, `logout`, `rotate` and `login` write at once, before the
+//! handler goes on, so they win over saves in flight on other requests: a
+//! save racing a destroy finds the record gone and is dropped, never
+//! resurrecting the session (S28).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::Mutex;
+
+use crate::client_side::{self, ClientSessions};
+use crate::config::{Backend, Context, OnStoreFailure};
+use crate::cookie::{CookieLookup, find_cookie};
+use crate::expiry::Timestamp;
+use crate::id::{LogTag, SessionId, StorageKey};
+use crate::record::{self, DecodeError, Device, MAX_KEY_BYTES, Record};
+use crate::store::{SessionStore, StoreError};
+
+/// How often a save is retried after a version conflict. Each retry is a
+/// reload plus a per-key merge, so even 64 requests writing one session at
+/// once all land.
+const MAX_SAVE_ATTEMPTS: u32 = 64;
+/// Longest principal `login` accepts.
+pub const MAX_USER_BYTES: usize = 1024;
+/// How often a new ID is drawn after a collision.
+const MAX_ID_ATTEMPTS: usize = 4;
+
+/// An error from a [`Session`] method.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionError {
+    /// The store failed. The layer answers with its
+    /// [`OnStoreFailure`] response, whatever the handler returns.
+    #[error(transparent)]
+    Store(Arc<StoreError>),
+    /// A stored value does not deserialize into the requested type. The
+    /// stored value is left as it was.
+    #[error("session value {key:?} could not be read: {source}")]
+    Decode {
+        /// The key asked for.
+        key: String,
+        /// Why it failed.
+        #[source]
+        source: DecodeError,
+    },
+    /// The value could not be serialized.
+    #[error("session value {key:?} could not be serialized: {source}")]
+    Encode {
+        /// The key written.
+        key: String,
+        /// Why it failed.
+        #[source]
+        source: DecodeError,
+    },
+    /// The encoded value is larger than the configured limit.
+    #[error(
+        "session value {key:?} is {size} bytes, over the {limit}-byte limit; keep large data in your database and its id in the session"
+    )]
+    ValueTooLarge {
+        /// The key written.
+        key: String,
+        /// The encoded size.
+        size: usize,
+        /// The limit ([`SessionConfig::with_max_value_bytes`](crate::SessionConfig::with_max_value_bytes)).
+        limit: usize,
+    },
+    /// The key is empty, longer than 256 bytes, or starts with a control
+    /// character (reserved).
+    #[error("session keys must be 1 to 256 bytes long and not start with a control character")]
+    InvalidKey,
+    /// Client-side sessions: the record would no longer fit its cookie(s).
+    /// The value was not inserted.
+    #[error(
+        "the session would be {size} bytes sealed, more than its cookies hold; store less or enable chunking"
+    )]
+    CookieTooLarge {
+        /// The estimated sealed size.
+        size: usize,
+    },
+    /// The user passed to `login` is empty or longer than 1 KiB.
+    #[error("the signed-in user must be 1 to {MAX_USER_BYTES} bytes long")]
+    InvalidUser,
+}
+
+/// What the request presented.
+enum Incoming {
+    /// No session cookie.
+    Absent,
+    /// A well-formed ID, not yet checked against the store.
+    Id(SessionId),
+    /// A client-side sealed value, not yet opened.
+    Sealed(String),
+    /// A cookie was there but is unusable (malformed or duplicated).
+    Rejected,
+}
+
+/// Options for [`Session::login_with`].
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct LoginOptions {
+    /// Keep the user signed in across browser restarts: longer timeouts and
+    /// a persistent cookie.
+    pub remember_me: bool,
+    /// The client address to record for the device listing, if the
+    /// application knows it better than the connection does (behind a
+    /// trusted proxy, say).
+    pub ip: Option<String>,
+}
+
+impl LoginOptions {
+    /// Options with remember-me set as given.
+    #[must_use]
+    pub fn remember_me(remember_me: bool) -> Self {
+        Self {
+            remember_me,
+            ip: None,
+        }
+    }
+
+    /// Records `ip` as the client address for the device listing.
+    #[must_use]
+    pub fn with_ip(mut self, ip: impl Into<String>) -> Self {
+        self.ip = Some(ip.into());
+        self
+    }
+}
+
+/// Public facts about the current session, for "signed in since" displays.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SessionInfo {
+    /// When the session began (sign-in resets it).
+    pub created_at: Timestamp,
+    /// When it was last active.
+    pub last_seen: Timestamp,
+    /// When it ends if unused.
+    pub idle_expires_at: Timestamp,
+    /// When it ends regardless.
+    pub absolute_expires_at: Timestamp,
+    /// The signed-in user.
+    pub user: Option<String>,
+    /// When the user last authenticated.
+    pub auth_time: Option<Timestamp>,
+    /// Whether this is a remember-me session.
+    pub remember_me: bool,
+    /// A non-secret handle for this session in device listings.
+    pub handle: String,
+}
+
+struct Current {
+    id: SessionId,
+    key: StorageKey,
+    record: Record,
+}
+
+enum CookieAction {
+    None,
+    Set,
+    Remove,
+}
+
+struct State {
+    loaded: bool,
+    /// Client-side: the revocation epoch the session was sealed under, and
+    /// whether it must be re-sealed (older key, or a touch).
+    epoch: u64,
+    reseal: bool,
+    current: Option<Current>,
+    changes: BTreeMap<String, Option<Bytes>>,
+    cleared: bool,
+    cookie: CookieAction,
+    /// A store failure the layer must answer with its policy.
+    failure: Option<Arc<StoreError>>,
+    finished: bool,
+}
+
+/// The session of one request. Get it with the axum extractor or from the
+/// request extensions; see the [module docs](self) for when it reads and
+/// writes the store.
+///
+/// ```
+/// # async fn handler(session: cloakroom::Session) -> Result<String, cloakroom::SessionError> {
+/// let visits: u64 = session.get("visits").await?.unwrap_or(0);
+/// session.insert("visits", &(visits + 1)).await?;
+/// Ok(format!("visit number {}", visits + 1))
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Session {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    ctx: Arc<Context>,
+    incoming: Incoming,
+    /// Client-side: how many chunk cookies the request carried, so that a
+    /// smaller response can clear the rest.
+    presented_chunks: usize,
+    device: Device,
+    state: Mutex<State>,
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session").finish_non_exhaustive()
+    }
+}
+
+/// What [`Session::finish`] tells the layer to do with the response.
+pub(crate) struct Outcome {
+    pub(crate) set_cookies: Vec<HeaderValue>,
+    pub(crate) failure: Option<Arc<StoreError>>,
+}
+
+impl Session {
+    /// The session for a request with these headers. Never touches the
+    /// store: a malformed cookie is rejected here (S5, S16), a well-formed
+    /// one is looked up on first use.
+    pub(crate) fn from_headers(ctx: Arc<Context>, headers: &HeaderMap, ip: Option<String>) -> Self {
+        let mut presented_chunks = 1;
+        let incoming = if let Backend::Client(client) = &ctx.backend {
+            match client_side::presented(headers, ctx.cookie.name(), client.max_chunks) {
+                client_side::Presented::Absent => Incoming::Absent,
+                client_side::Presented::Sealed { text, chunks } => {
+                    presented_chunks = chunks;
+                    Incoming::Sealed(text)
+                }
+                client_side::Presented::Rejected { chunks } => {
+                    presented_chunks = chunks;
+                    metrics::counter!("cloakroom_invalid_cookies_total", "reason" => "malformed")
+                        .increment(1);
+                    tracing::warn!(
+                        event = "invalid",
+                        reason = "malformed or duplicated session cookie",
+                        "session cookie rejected"
+                    );
+                    Incoming::Rejected
+                }
+            }
+        } else {
+            Self::server_incoming(headers, ctx.cookie.name())
+        };
+        let user_agent = headers
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| record::truncate_utf8(s, 512).to_owned());
+        Self {
+            inner: Arc::new(Inner {
+                ctx,
+                incoming,
+                presented_chunks,
+                device: Device { user_agent, ip },
+                state: Mutex::new(State {
+                    loaded: false,
+                    epoch: 0,
+                    reseal: false,
+                    current: None,
+                    changes: BTreeMap::new(),
+                    cleared: false,
+                    cookie: CookieAction::None,
+                    failure: None,
+                    finished: false,
+                }),
+            }),
+        }
+    }
+
+    fn server_incoming(headers: &HeaderMap, name: &str) -> Incoming {
+        match find_cookie(headers, name) {
+            CookieLookup::Absent => Incoming::Absent,
+            CookieLookup::Duplicate => {
+                metrics::counter!("cloakroom_invalid_cookies_total", "reason" => "duplicate")
+                    .increment(1);
+                tracing::warn!(
+                    event = "invalid",
+                    reason = "duplicate session cookies",
+                    "session cookie rejected"
+                );
+                Incoming::Rejected
+            }
+            CookieLookup::Found(v) => match SessionId::parse(v) {
+                Ok(id) => Incoming::Id(id),
+                Err(e) => {
+                    metrics::counter!("cloakroom_invalid_cookies_total", "reason" => "malformed")
+                        .increment(1);
+                    tracing::warn!(event = "invalid", reason = %e, tag = %LogTag::of(v.as_bytes()), "session cookie rejected");
+                    Incoming::Rejected
+                }
+            },
+        }
+    }
+
+    /// The store, in server-side mode.
+    fn store(&self) -> Option<&Arc<dyn SessionStore>> {
+        match &self.inner.ctx.backend {
+            Backend::Server(store) => Some(store),
+            Backend::Client(_) => None,
+        }
+    }
+
+    fn client(&self) -> Option<&ClientSessions> {
+        match &self.inner.ctx.backend {
+            Backend::Client(c) => Some(c),
+            Backend::Server(_) => None,
+        }
+    }
+
+    fn now(&self) -> Timestamp {
+        self.inner.ctx.clock.now()
+    }
+
+    /// Loads the record on first use.
+    async fn ensure_loaded(&self, state: &mut State) -> Result<(), SessionError> {
+        if state.loaded {
+            return Ok(());
+        }
+        if let (Incoming::Sealed(text), Some(client)) = (&self.inner.incoming, self.client()) {
+            return self.open_sealed(state, client, text).await;
+        }
+        let (Incoming::Id(id), Some(store)) = (&self.inner.incoming, self.store()) else {
+            state.loaded = true;
+            if matches!(self.inner.incoming, Incoming::Rejected) {
+                // Clear the bad cookie unless this request sets a new one.
+                state.cookie = CookieAction::Remove;
+            }
+            return Ok(());
+        };
+        let key = id.storage_key();
+        match timed("load", store.load(&key)).await {
+            Ok(Some(record)) if record.is_live(self.now()) => {
+                state.current = Some(Current {
+                    id: id.clone(),
+                    key,
+                    record,
+                });
+            }
+            Ok(Some(_)) => {
+                // The store's clock and ours disagree, or a mock clock is in
+                // use: the server's deadline wins (S19, S20).
+                tracing::info!(event = "expired", tag = %id.log_tag(), "session expired");
+                metrics::counter!("cloakroom_sessions_expired_total").increment(1);
+                state.cookie = CookieAction::Remove;
+                let _ = store.delete(&key).await;
+            }
+            Ok(None) => {
+                // Never issued, expired, or revoked: never adopt it (S4).
+                tracing::warn!(event = "invalid", reason = "unknown session id", tag = %id.log_tag(), "session cookie rejected");
+                metrics::counter!("cloakroom_invalid_cookies_total", "reason" => "unknown")
+                    .increment(1);
+                state.cookie = CookieAction::Remove;
+            }
+            Err(StoreError::Corrupt(e)) => {
+                tracing::warn!(event = "invalid", reason = "corrupt record", error = %e, tag = %id.log_tag(), "session record unreadable; treating as absent");
+                state.cookie = CookieAction::Remove;
+            }
+            Err(e) => {
+                state.loaded = true;
+                return self.store_failed(state, e, "load");
+            }
+        }
+        state.loaded = true;
+        Ok(())
+    }
+
+    /// Client-side: opens the sealed cookie (S31–S33, S39).
+    async fn open_sealed(
+        &self,
+        state: &mut State,
+        client: &ClientSessions,
+        text: &str,
+    ) -> Result<(), SessionError> {
+        state.loaded = true;
+        let opened = match client.open(self.inner.ctx.cookie.name(), text) {
+            Ok(o) => o,
+            Err(why) => {
+                tracing::warn!(event = "invalid", reason = why.reason(), tag = %LogTag::of(text.as_bytes()), "session cookie rejected");
+                metrics::counter!("cloakroom_invalid_cookies_total", "reason" => "unopenable")
+                    .increment(1);
+                state.cookie = CookieAction::Remove;
+                return Ok(());
+            }
+        };
+        if !opened.record.is_live(self.now()) {
+            tracing::info!(event = "expired", "client-side session expired");
+            metrics::counter!("cloakroom_sessions_expired_total").increment(1);
+            state.cookie = CookieAction::Remove;
+            return Ok(());
+        }
+        if let (Some(user), Some(epochs)) = (&opened.record.user, client.epochs()) {
+            match epochs.current(user).await {
+                Ok(current) if opened.epoch < current => {
+                    tracing::info!(event = "revoked", "client-side session revoked by epoch");
+                    state.cookie = CookieAction::Remove;
+                    return Ok(());
+                }
+                Ok(_) => {}
+                Err(e) => return self.store_failed(state, e, "epoch"),
+            }
+        }
+        state.epoch = opened.epoch;
+        state.reseal = opened.needs_reseal;
+        let (id, key) = client_handle(&opened.record);
+        state.current = Some(Current {
+            id,
+            key,
+            record: opened.record,
+        });
+        Ok(())
+    }
+
+    /// Applies the failure policy to a store error met during the request.
+    fn store_failed(
+        &self,
+        state: &mut State,
+        e: StoreError,
+        op: &'static str,
+    ) -> Result<(), SessionError> {
+        if matches!(self.inner.ctx.on_failure, OnStoreFailure::ContinueAnonymous) {
+            tracing::warn!(error = %e, op, "session store failed; continuing as anonymous");
+            return Ok(());
+        }
+        tracing::error!(error = %e, op, "session store failed");
+        let e = Arc::new(e);
+        state.failure = Some(e.clone());
+        Err(SessionError::Store(e))
+    }
+
+    /// Reads a value.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Decode`] if the stored value is not a `T`;
+    /// [`SessionError::Store`] if the record could not be loaded.
+    pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, SessionError> {
+        let mut state = self.inner.state.lock().await;
+        self.ensure_loaded(&mut state).await?;
+        let raw = match state.changes.get(key) {
+            Some(change) => change.clone(),
+            None if state.cleared => None,
+            None => state
+                .current
+                .as_ref()
+                .and_then(|c| c.record.get_raw(key).cloned()),
+        };
+        raw.map(|b| record::decode_value(&b))
+            .transpose()
+            .map_err(|source| SessionError::Decode {
+                key: key.to_owned(),
+                source,
+            })
+    }
+
+    /// Writes a value. Nothing reaches the store until the response is
+    /// ready.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::InvalidKey`], [`SessionError::Encode`] or
+    /// [`SessionError::ValueTooLarge`]; the session is left unchanged.
+    pub async fn insert<T: Serialize + ?Sized>(
+        &self,
+        key: &str,
+        value: &T,
+    ) -> Result<(), SessionError> {
+        check_key(key)?;
+        let bytes = record::encode_value(value).map_err(|source| SessionError::Encode {
+            key: key.to_owned(),
+            source,
+        })?;
+        let limit = self.inner.ctx.max_value_bytes;
+        if bytes.len() > limit {
+            return Err(SessionError::ValueTooLarge {
+                key: key.to_owned(),
+                size: bytes.len(),
+                limit,
+            });
+        }
+        let mut state = self.inner.state.lock().await;
+        let previous = state.changes.insert(key.to_owned(), Some(bytes));
+        if let Some(client) = self.client() {
+            // A client-side record must fit its cookie(s): refuse now, with
+            // a typed error, rather than fail after the handler (S12).
+            self.ensure_loaded(&mut state).await?;
+            let size =
+                client.sealed_len(self.inner.ctx.cookie.name(), &self.pending_record(&state));
+            if size > client.max_chunks * crate::cookie::MAX_COOKIE_BYTES {
+                match previous {
+                    Some(p) => state.changes.insert(key.to_owned(), p),
+                    None => state.changes.remove(key),
+                };
+                return Err(SessionError::CookieTooLarge { size });
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes a value.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::InvalidKey`] for an empty or over-long key.
+    pub async fn remove(&self, key: &str) -> Result<(), SessionError> {
+        check_key(key)?;
+        self.inner
+            .state
+            .lock()
+            .await
+            .changes
+            .insert(key.to_owned(), None);
+        Ok(())
+    }
+
+    /// Removes every value; the session (and sign-in) stays.
+    pub async fn clear(&self) {
+        let mut state = self.inner.state.lock().await;
+        state.changes.clear();
+        state.cleared = true;
+    }
+
+    /// The keys present, after this request's changes.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Store`] if the record could not be loaded.
+    pub async fn keys(&self) -> Result<Vec<String>, SessionError> {
+        let mut state = self.inner.state.lock().await;
+        self.ensure_loaded(&mut state).await?;
+        let mut keys: Vec<String> = if state.cleared {
+            Vec::new()
+        } else {
+            state
+                .current
+                .as_ref()
+                .map(|c| c.record.keys().map(str::to_owned).collect())
+                .unwrap_or_default()
+        };
+        for (k, change) in &state.changes {
+            match change {
+                Some(_) if !keys.contains(k) => keys.push(k.clone()),
+                None => keys.retain(|x| x != k),
+                Some(_) => {}
+            }
+        }
+        keys.sort();
+        Ok(keys)
+    }
+
+    /// The signed-in user, if any.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Store`] if the record could not be loaded.
+    pub async fn user(&self) -> Result<Option<String>, SessionError> {
+        let mut state = self.inner.state.lock().await;
+        self.ensure_loaded(&mut state).await?;
+        Ok(state.current.as_ref().and_then(|c| c.record.user.clone()))
+    }
+
+    /// Facts about the session, or `None` for a visitor without one.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Store`] if the record could not be loaded.
+    pub async fn info(&self) -> Result<Option<SessionInfo>, SessionError> {
+        let mut state = self.inner.state.lock().await;
+        self.ensure_loaded(&mut state).await?;
+        Ok(state.current.as_ref().map(|c| SessionInfo {
+            created_at: c.record.created_at,
+            last_seen: c.record.last_seen(),
+            idle_expires_at: c.record.idle_deadline,
+            absolute_expires_at: c.record.absolute_deadline,
+            user: c.record.user.clone(),
+            auth_time: c.record.auth_time,
+            remember_me: c.record.remember_me,
+            handle: c.key.public_handle(),
+        }))
+    }
+
+    /// The session's storage key, if it has a record (for per-user
+    /// operations such as "log out my other devices").
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Store`] if the record could not be loaded.
+    pub async fn storage_key(&self) -> Result<Option<StorageKey>, SessionError> {
+        let mut state = self.inner.state.lock().await;
+        self.ensure_loaded(&mut state).await?;
+        Ok(state.current.as_ref().map(|c| c.key))
+    }
+
+    /// Deletes the session now, before the response, and clears the cookie
+    /// (S22). Replaying the old cookie afterwards finds nothing. Values
+    /// inserted later in the same request start a new session.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Store`] if the delete failed; the session is then
+    /// unchanged.
+    pub async fn destroy(&self) -> Result<(), SessionError> {
+        let mut state = self.inner.state.lock().await;
+        let key = match (&state.current, &self.inner.incoming) {
+            (Some(c), _) => Some(c.key),
+            (None, Incoming::Id(id)) if !state.loaded => Some(id.storage_key()),
+            _ => None,
+        };
+        if let (Some(key), Some(store)) = (key, self.store()) {
+            if let Err(e) = timed("delete", store.delete(&key)).await {
+                return self.store_failed(&mut state, e, "delete");
+            }
+            tracing::info!(event = "destroyed", "session destroyed");
+            metrics::counter!("cloakroom_sessions_destroyed_total").increment(1);
+        }
+        let had_cookie = !matches!(self.inner.incoming, Incoming::Absent)
+            || matches!(state.cookie, CookieAction::Set);
+        state.loaded = true;
+        state.current = None;
+        state.changes.clear();
+        state.cleared = false;
+        state.cookie = if had_cookie {
+            CookieAction::Remove
+        } else {
+            CookieAction::None
+        };
+        Ok(())
+    }
+
+    /// Signs out: the same as [`Session::destroy`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Session::destroy`].
+    pub async fn logout(&self) -> Result<(), SessionError> {
+        self.destroy().await
+    }
+
+    /// Moves the session to a new ID, keeping its data, and deletes the old
+    /// ID now. Call it whenever privilege changes (`login` does).
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Store`] if the store failed; the session then keeps
+    /// its old ID.
+    pub async fn rotate(&self) -> Result<(), SessionError> {
+        let mut state = self.inner.state.lock().await;
+        self.ensure_loaded(&mut state).await?;
+        if state.current.is_none() {
+            // Nothing stored yet: the first save will mint a fresh ID anyway.
+            return Ok(());
+        }
+        let record = self.pending_record(&state);
+        if self.client().is_some() {
+            // No ID to rotate: a fresh seal (new nonce) is the new token.
+            return self.adopt_client_record(&mut state, record);
+        }
+        self.move_to_new_id(&mut state, record).await
+    }
+
+    /// Signs `user` in: rotates the ID (against fixation, S18), keeps the
+    /// data, records the user, the time and the device.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Store`] if the store failed; the visitor is then not
+    /// signed in.
+    pub async fn login(&self, user: impl Into<String>) -> Result<(), SessionError> {
+        self.login_with(user, LoginOptions::default()).await
+    }
+
+    /// [`Session::login`] with options such as remember-me.
+    ///
+    /// A sign-in starts a new session lifetime: the absolute deadline runs
+    /// from now, under the remember-me timeouts if asked for.
+    ///
+    /// # Errors
+    ///
+    /// As [`Session::login`], and [`SessionError::InvalidUser`] for an empty
+    /// user or one over 1 KiB.
+    pub async fn login_with(
+        &self,
+        user: impl Into<String>,
+        options: LoginOptions,
+    ) -> Result<(), SessionError> {
+        let user = user.into();
+        if user.is_empty() || user.len() > MAX_USER_BYTES {
+            return Err(SessionError::InvalidUser);
+        }
+        let mut state = self.inner.state.lock().await;
+        self.ensure_loaded(&mut state).await?;
+        let now = self.now();
+        let (idle, absolute) = self.inner.ctx.expiry.timeouts(options.remember_me);
+        let mut record = self.pending_record(&state);
+        record.created_at = now;
+        record.idle_timeout = idle;
+        record.idle_deadline = now.saturating_add(idle);
+        record.absolute_deadline = now.saturating_add(absolute);
+        record.remember_me = options.remember_me;
+        record.user = Some(user);
+        record.auth_time = Some(now);
+        record.device = Device {
+            user_agent: self.inner.device.user_agent.clone(),
+            ip: options.ip.or_else(|| self.inner.device.ip.clone()),
+        };
+        if let Some(client) = self.client() {
+            if let (Some(epochs), Some(user)) = (client.epochs(), &record.user) {
+                match epochs.current(user).await {
+                    Ok(epoch) => state.epoch = epoch,
+                    Err(e) => return self.store_failed(&mut state, e, "epoch"),
+                }
+            }
+            return self.adopt_client_record(&mut state, record);
+        }
+        self.move_to_new_id(&mut state, record).await
+    }
+
+    /// Client-side: makes `record` the session, to be sealed into a new
+    /// cookie when the response is ready.
+    fn adopt_client_record(
+        &self,
+        state: &mut State,
+        mut record: Record,
+    ) -> Result<(), SessionError> {
+        record.version = state.current.as_ref().map_or(1, |c| c.record.version + 1);
+        let (id, key) = client_handle(&record);
+        state.current = Some(Current { id, key, record });
+        state.changes.clear();
+        state.cleared = false;
+        state.cookie = CookieAction::Set;
+        tracing::info!(event = "rotated", "client-side session re-issued");
+        Ok(())
+    }
+
+    /// Signs the user out on every device: deletes all their server-side
+    /// sessions (this one included), or, for client-side sessions with
+    /// revocation configured, bumps their revocation epoch. The current
+    /// session is destroyed either way.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Store`] if the store failed.
+    pub async fn logout_everywhere(&self) -> Result<(), SessionError> {
+        let user = self.user().await?;
+        if let Some(user) = user {
+            let result = match &self.inner.ctx.backend {
+                Backend::Server(store) => store.delete_by_user(&user, None).await.map(drop),
+                Backend::Client(client) => match client.epochs() {
+                    Some(_) => client.revoke_user(&user).await.map(drop),
+                    None => Ok(()),
+                },
+            };
+            if let Err(e) = result {
+                let mut state = self.inner.state.lock().await;
+                return self.store_failed(&mut state, e, "logout_everywhere");
+            }
+            tracing::info!(event = "revoked", "all sessions of a user revoked");
+        }
+        self.destroy().await
+    }
+
+    /// The loaded record (or a fresh one) with this request's changes.
+    fn pending_record(&self, state: &State) -> Record {
+        let mut record = match &state.current {
+            Some(c) => c.record.clone(),
+            None => {
+                let (idle, absolute) = self.inner.ctx.expiry.timeouts(false);
+                Record::new(self.now(), idle, absolute)
+            }
+        };
+        apply_changes(&mut record, state);
+        record
+    }
+
+    /// Files `record` under a fresh ID (rotating away from the current one,
+    /// if any) and marks the cookie for setting.
+    async fn move_to_new_id(
+        &self,
+        state: &mut State,
+        mut record: Record,
+    ) -> Result<(), SessionError> {
+        let Some(store) = self.store() else {
+            return self.adopt_client_record(state, record);
+        };
+        record.version = state.current.as_ref().map_or(1, |c| c.record.version + 1);
+        let mut last_err = StoreError::Conflict;
+        for _ in 0..MAX_ID_ATTEMPTS {
+            let id = (self.inner.ctx.new_id)();
+            let key = id.storage_key();
+            let result = match &state.current {
+                Some(c) => timed("rotate", store.rotate(&c.key, &key, &record)).await,
+                None => timed("create", store.create(&key, &record)).await,
+            };
+            match result {
+                Ok(()) => {
+                    tracing::info!(event = "rotated", tag = %id.log_tag(), "session id issued");
+                    metrics::counter!("cloakroom_sessions_rotated_total").increment(1);
+                    state.current = Some(Current { id, key, record });
+                    state.changes.clear();
+                    state.cleared = false;
+                    state.cookie = CookieAction::Set;
+                    return Ok(());
+                }
+                Err(StoreError::Conflict) => {
+                    tracing::warn!(
+                        "new session id collided with an existing one; drawing another (S7)"
+                    );
+                }
+                Err(e) => {
+                    last_err = e;
+                    break;
+                }
+            }
+        }
+        self.store_failed(state, last_err, "rotate")
+    }
+
+    /// Saves, touches or does nothing, after the handler's response is
+    /// built; returns what to add to the response.
+    pub(crate) async fn finish(&self, server_error: bool) -> Outcome {
+        let mut state = self.inner.state.lock().await;
+        if state.finished {
+            return Outcome {
+                set_cookies: Vec::new(),
+                failure: None,
+            };
+        }
+        state.finished = true;
+        let dirty = state.cleared || !state.changes.is_empty();
+        if server_error {
+            if dirty {
+                tracing::debug!("not saving session changes of a 5xx response");
+            }
+        } else if let Some(client) = self.client() {
+            self.finish_client(&mut state, client, dirty).await;
+        } else if dirty {
+            if let Err(e) = self.save(&mut state).await {
+                let _ = self.store_failed(&mut state, e, "save");
+            }
+        } else if state.loaded {
+            self.maybe_touch(&state).await;
+        }
+        let set_cookies = match &self.inner.ctx.backend {
+            Backend::Server(_) => self.server_cookie(&state).into_iter().collect(),
+            Backend::Client(client) => self.client_cookies(&state, client),
+        };
+        Outcome {
+            set_cookies,
+            failure: state.failure.clone(),
+        }
+    }
+
+    fn server_cookie(&self, state: &State) -> Option<HeaderValue> {
+        let cookie = &self.inner.ctx.cookie;
+        match (&state.cookie, &state.current) {
+            (CookieAction::Set, Some(c)) => {
+                let now = self.now();
+                let max_age = c
+                    .record
+                    .remember_me
+                    .then(|| c.record.absolute_deadline.since(now));
+                match cookie.set_cookie(c.id.expose_secret(), max_age, now) {
+                    Ok(v) => Some(v),
+                    Err(e) => {
+                        tracing::error!(error = %e, "session cookie could not be built");
+                        None
+                    }
+                }
+            }
+            (CookieAction::Remove | CookieAction::Set, None) => Some(cookie.removal_cookie()),
+            (CookieAction::Remove, Some(_)) | (CookieAction::None, _) => None,
+        }
+    }
+
+    /// Client-side: decides whether the record must be (re-)sealed.
+    async fn finish_client(&self, state: &mut State, client: &ClientSessions, dirty: bool) {
+        if !state.loaded {
+            if !dirty {
+                // Untouched: the cookie is not even opened (S8, and /plain
+                // costs no crypto).
+                return;
+            }
+            // Writes without reads: open the cookie so the changes merge.
+            let _ = self.ensure_loaded(state).await;
+        }
+        let now = self.now();
+        let touch_due = state.current.as_ref().is_some_and(|c| {
+            now.since(c.record.last_seen()) >= self.inner.ctx.expiry.touch_interval()
+        }) && state.loaded;
+        if !(dirty || state.reseal || touch_due || matches!(state.cookie, CookieAction::Set)) {
+            return;
+        }
+        let mut record = self.pending_record(state);
+        if record.is_empty() && record.user.is_none() {
+            // Nothing worth a cookie (S8).
+            state.current = None;
+            if !matches!(self.inner.incoming, Incoming::Absent) {
+                state.cookie = CookieAction::Remove;
+            } else {
+                state.cookie = CookieAction::None;
+            }
+            return;
+        }
+        if dirty || touch_due {
+            record.version += 1;
+            record.idle_deadline = now.saturating_add(record.idle_timeout);
+        }
+        let _ = client;
+        let (id, key) = client_handle(&record);
+        state.current = Some(Current { id, key, record });
+        state.changes.clear();
+        state.cleared = false;
+        state.cookie = CookieAction::Set;
+    }
+
+    /// Client-side: the Set-Cookie headers, one per chunk, plus removals of
+    /// chunks the request carried that the response no longer needs.
+    fn client_cookies(&self, state: &State, client: &ClientSessions) -> Vec<HeaderValue> {
+        let cookie = &self.inner.ctx.cookie;
+        let name = cookie.name();
+        let mut out = Vec::new();
+        let mut sent = 0;
+        match (&state.cookie, &state.current) {
+            (CookieAction::Set, Some(c)) => {
+                let now = self.now();
+                let max_age = c
+                    .record
+                    .remember_me
+                    .then(|| c.record.absolute_deadline.since(now));
+                match client.seal(name, &c.record, state.epoch, now) {
+                    Ok(values) => {
+                        for (i, value) in values.iter().enumerate() {
+                            let chunk = cookie.clone().with_name(client_side::chunk_name(name, i));
+                            match chunk.set_cookie(value, max_age, now) {
+                                Ok(v) => out.push(v),
+                                Err(e) => {
+                                    tracing::error!(error = %e, "session cookie could not be built");
+                                    return Vec::new();
+                                }
+                            }
+                        }
+                        sent = values.len();
+                    }
+                    Err(client_side::SealFailure::TooLarge(size)) => {
+                        tracing::error!(
+                            size,
+                            "sealed session does not fit its cookies; not sent (enable chunking or store less)"
+                        );
+                        return Vec::new();
+                    }
+                    Err(client_side::SealFailure::Crypto) => {
+                        tracing::error!(
+                            "sealing the session failed (random number generator); cookie not sent"
+                        );
+                        return Vec::new();
+                    }
+                }
+            }
+            (CookieAction::Remove | CookieAction::Set, None) => out.push(cookie.removal_cookie()),
+            _ => return out,
+        }
+        for i in sent.max(1)..self.inner.presented_chunks {
+            out.push(
+                cookie
+                    .clone()
+                    .with_name(client_side::chunk_name(name, i))
+                    .removal_cookie(),
+            );
+        }
+        out
+    }
+
+    async fn save(&self, state: &mut State) -> Result<(), StoreError> {
+        let Some(store) = self.store() else {
+            return Ok(());
+        };
+        let now = self.now();
+        if !state.loaded {
+            // Writes without reads: load now so the changes merge into the
+            // stored record rather than replace it.
+            if self.ensure_loaded(state).await.is_err() {
+                // The failure is recorded for the layer's policy already.
+                return Ok(());
+            }
+        }
+        let Some(current) = &state.current else {
+            let record = self.pending_record(state);
+            if record.is_empty() {
+                return Ok(());
+            }
+            self.check_size(&record)?;
+            return self.create_new(state, record).await;
+        };
+        let base = current.record.clone();
+        let key = current.key;
+        // Fast path: one compare-and-swap, no coordination.
+        let next = self.next_record(&base, state, now)?;
+        match timed("save", store.save(&key, &next, base.version)).await {
+            Ok(()) => {
+                if let Some(c) = &mut state.current {
+                    c.record = next;
+                }
+                return Ok(());
+            }
+            Err(StoreError::VersionConflict) => {
+                metrics::counter!("cloakroom_cas_conflicts_total").increment(1);
+            }
+            Err(StoreError::NotFound) => return self.lost_race(state),
+            Err(e) => return Err(e),
+        }
+        // Contended: queue behind this process's other saves of the session
+        // and start from the newest record, so the retries do not multiply.
+        let lanes = &self.inner.ctx.save_lanes;
+        let lane = lanes.lane(&key);
+        let result = {
+            let mut last_saved = lane.lock().await;
+            let newer = last_saved
+                .as_ref()
+                .filter(|r| r.version > base.version)
+                .cloned();
+            let fresh = match newer {
+                Some(r) => Some(r),
+                None => timed("load", store.load(&key)).await?,
+            };
+            let result = match fresh {
+                Some(fresh) => self.save_from(state, store, key, fresh, now).await,
+                None => self.lost_race(state),
+            };
+            *last_saved = match (&result, &state.current) {
+                (Ok(()), Some(c)) => Some(c.record.clone()),
+                _ => None,
+            };
+            result
+        };
+        lanes.release(&key, lane);
+        result
+    }
+
+    /// `base` with this request's changes applied, as the next version.
+    fn next_record(
+        &self,
+        base: &Record,
+        state: &State,
+        now: Timestamp,
+    ) -> Result<Record, StoreError> {
+        let mut next = base.clone();
+        apply_changes(&mut next, state);
+        next.version = base.version + 1;
+        next.idle_deadline = now.saturating_add(next.idle_timeout);
+        self.check_size(&next)?;
+        Ok(next)
+    }
+
+    /// The compare-and-swap loop of [`Session::save`].
+    async fn save_from(
+        &self,
+        state: &mut State,
+        store: &Arc<dyn SessionStore>,
+        key: StorageKey,
+        mut base: Record,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        for attempt in 0..MAX_SAVE_ATTEMPTS {
+            let expected = base.version;
+            let next = self.next_record(&base, state, now)?;
+            match timed("save", store.save(&key, &next, expected)).await {
+                Ok(()) => {
+                    if let Some(c) = &mut state.current {
+                        c.record = next;
+                    }
+                    return Ok(());
+                }
+                Err(StoreError::VersionConflict) => {
+                    metrics::counter!("cloakroom_cas_conflicts_total").increment(1);
+                    tracing::debug!(attempt, "session save conflicted; merging per key");
+                    if attempt >= 2 {
+                        // Jittered backoff so a herd of writers spreads out.
+                        tokio::time::sleep(backoff(attempt)).await;
+                    }
+                    match timed("load", store.load(&key)).await? {
+                        Some(fresh) => base = fresh,
+                        None => return self.lost_race(state),
+                    }
+                }
+                Err(StoreError::NotFound) => return self.lost_race(state),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(StoreError::other(format!(
+            "session save still conflicted after {MAX_SAVE_ATTEMPTS} attempts"
+        )))
+    }
+
+    /// The record was destroyed or rotated away while this request ran: its
+    /// changes are dropped, never resurrecting the session (S28).
+    fn lost_race(&self, state: &mut State) -> Result<(), StoreError> {
+        tracing::info!(
+            event = "revoked",
+            "session ended by another request; changes dropped"
+        );
+        state.current = None;
+        state.cookie = CookieAction::Remove;
+        Ok(())
+    }
+
+    async fn create_new(&self, state: &mut State, mut record: Record) -> Result<(), StoreError> {
+        record.version = 1;
+        for _ in 0..MAX_ID_ATTEMPTS {
+            let id = (self.inner.ctx.new_id)();
+            let key = id.storage_key();
+            let Some(store) = self.store() else {
+                return Ok(());
+            };
+            match timed("create", store.create(&key, &record)).await {
+                Ok(()) => {
+                    tracing::info!(event = "created", tag = %id.log_tag(), "session created");
+                    metrics::counter!("cloakroom_sessions_created_total").increment(1);
+                    state.current = Some(Current { id, key, record });
+                    state.cookie = CookieAction::Set;
+                    return Ok(());
+                }
+                Err(StoreError::Conflict) => {
+                    tracing::warn!(
+                        "new session id collided with an existing one; drawing another (S7)"
+                    );
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(StoreError::other("could not draw an unused session id"))
+    }
+
+    fn check_size(&self, record: &Record) -> Result<(), StoreError> {
+        let size = record.encoded_len();
+        let limit = self.inner.ctx.max_record_bytes;
+        if size > limit {
+            return Err(StoreError::other(format!(
+                "session record of {size} bytes exceeds the {limit}-byte limit; not saved"
+            )));
+        }
+        Ok(())
+    }
+
+    async fn maybe_touch(&self, state: &State) {
+        let Some(c) = &state.current else { return };
+        let now = self.now();
+        if now.since(c.record.last_seen()) < self.inner.ctx.expiry.touch_interval() {
+            return;
+        }
+        let deadline = now.saturating_add(c.record.idle_timeout);
+        metrics::counter!("cloakroom_touches_total").increment(1);
+        let Some(store) = self.store() else { return };
+        match timed("touch", store.touch(&c.key, deadline)).await {
+            Ok(()) | Err(StoreError::NotFound) => {}
+            // A failed touch costs the visitor at most one touch interval of
+            // idle time; not worth failing a request that succeeded.
+            Err(e) => tracing::warn!(error = %e, "session touch failed"),
+        }
+    }
+}
+
+fn backoff(attempt: u32) -> std::time::Duration {
+    let mut b = [0u8; 2];
+    let _ = getrandom::fill(&mut b);
+    let cap_us = 100u64 << attempt.min(6);
+    std::time::Duration::from_micros(u64::from(u16::from_le_bytes(b)) % cap_us)
+}
+
+fn check_key(key: &str) -> Result<(), SessionError> {
+    // Keys starting with a control character are reserved for cloakroom's
+    // own bookkeeping (the tiered store's cache marker).
+    if key.is_empty() || key.len() > MAX_KEY_BYTES || key.starts_with(char::is_control) {
+        return Err(SessionError::InvalidKey);
+    }
+    Ok(())
+}
+
+fn apply_changes(record: &mut Record, state: &State) {
+    if state.cleared {
+        record.clear();
+    }
+    for (k, change) in &state.changes {
+        match change {
+            // Keys were checked by insert(): this cannot fail.
+            Some(v) => {
+                let _ = record.insert_raw(k.clone(), v.clone());
+            }
+            None => {
+                record.remove(k);
+            }
+        }
+    }
+}
+
+/// Runs a store call, recording its latency (S50: no IDs in metrics).
+async fn timed<T>(op: &'static str, fut: impl std::future::Future<Output = T>) -> T {
+    let start = std::time::Instant::now();
+    let out = fut.await;
+    metrics::histogram!("cloakroom_store_seconds", "op" => op)
+        .record(start.elapsed().as_secs_f64());
+    out
+}
+
+/// Client-side sessions have no ID; a stable, never-sent stand-in derived
+/// from the record's creation time and user gives them a handle for
+/// listings. It is never used as a store key.
+fn client_handle(record: &Record) -> (SessionId, StorageKey) {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"cloakroom/client-handle/v1\0");
+    h.update(record.created_at.as_millis().to_be_bytes());
+    h.update(record.user.as_deref().unwrap_or_default().as_bytes());
+    let id = SessionId::from_bytes(h.finalize().into());
+    let key = id.storage_key();
+    (id, key)
+}
