@@ -1,0 +1,486 @@
+//! An in-process store: fast, bounded, gone when the process ends.
+
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+use std::sync::{Arc, Mutex, RwLock};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::expiry::Timestamp;
+use crate::id::StorageKey;
+use crate::record::Record;
+use crate::store::{SessionStore, StoreError, UserSession};
+
+const SHARDS: usize = 64;
+const INDEX_SHARDS: usize = 16;
+/// Default [`MemoryStore::with_max_sessions`].
+pub const DEFAULT_MAX_SESSIONS: usize = 1_000_000;
+
+/// Keeps sessions in this process's memory.
+///
+/// Good for development, tests and single-instance apps that accept losing
+/// every session on restart. It is concurrent without a global lock: records
+/// live in 64 independently locked shards chosen by the (uniformly random)
+/// storage key, and the per-user index in 16 more.
+///
+/// # Bounded
+///
+/// At most [`with_max_sessions`](Self::with_max_sessions) records are kept
+/// (default one million), spread evenly over the shards. When a shard is
+/// full, `create` first drops its expired records; if it is still full it
+/// **evicts one record: the anonymous session closest to expiry, or, if every
+/// session in the shard is signed in, the signed-in session closest to
+/// expiry**. A flood of new anonymous sessions thus pushes out other
+/// anonymous sessions before anyone's sign-in, and can never grow memory past
+/// the bound. Expired records are never returned (S23) and are dropped when
+/// met, by [`delete_expired`](SessionStore::delete_expired), and by a
+/// [`spawn_reaper`](crate::store::spawn_reaper) task if you start one.
+///
+/// ```
+/// use cloakroom::store::MemoryStore;
+/// let store = MemoryStore::new().with_max_sessions(10_000);
+/// ```
+#[derive(Clone)]
+pub struct MemoryStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    shards: Box<[RwLock<Shard>]>,
+    per_shard: usize,
+    users: Box<[Mutex<UserIndex>]>,
+    user_hasher: std::collections::hash_map::RandomState,
+}
+
+type Shard = HashMap<StorageKey, Entry, KeyHasher>;
+type UserIndex = HashMap<String, HashSet<StorageKey, KeyHasher>>;
+
+struct Entry {
+    /// The encoded record, as saved (its idle deadline may be stale).
+    bytes: Bytes,
+    version: u64,
+    idle_deadline: Timestamp,
+    absolute_deadline: Timestamp,
+    user: Option<Arc<str>>,
+}
+
+impl Entry {
+    fn new(record: &Record) -> Self {
+        Self {
+            bytes: record.encode(),
+            version: record.version,
+            idle_deadline: record.idle_deadline,
+            absolute_deadline: record.absolute_deadline,
+            user: record.user.as_deref().map(Arc::from),
+        }
+    }
+    fn expires_at(&self) -> Timestamp {
+        self.idle_deadline.min(self.absolute_deadline)
+    }
+    fn is_live(&self, now: Timestamp) -> bool {
+        now < self.expires_at()
+    }
+    fn record(&self) -> Result<Record, StoreError> {
+        let mut r = Record::decode(&self.bytes).map_err(StoreError::corrupt)?;
+        r.idle_deadline = self.idle_deadline;
+        Ok(r)
+    }
+}
+
+/// Storage keys are SHA-256 outputs of server-generated IDs, already uniform:
+/// their first bytes make a fine hash, no SipHash needed.
+#[derive(Default)]
+struct KeyHash(u64);
+
+impl Hasher for KeyHash {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut buf = [0u8; 8];
+        let n = bytes.len().min(8);
+        buf[..n].copy_from_slice(&bytes[..n]);
+        self.0 ^= u64::from_le_bytes(buf);
+    }
+}
+
+type KeyHasher = BuildHasherDefault<KeyHash>;
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("max_sessions", &(self.inner.per_shard * SHARDS))
+            .finish_non_exhaustive()
+    }
+}
+
+impl MemoryStore {
+    /// An empty store holding at most one million sessions.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::with_capacity_limit(DEFAULT_MAX_SESSIONS)
+    }
+
+    /// Sets the most sessions kept (rounded up to a multiple of 64); see
+    /// the eviction rule in the type's docs. Replaces the store's contents.
+    #[must_use]
+    pub fn with_max_sessions(self, max: usize) -> Self {
+        Self::with_capacity_limit(max)
+    }
+
+    fn with_capacity_limit(max: usize) -> Self {
+        let per_shard = max.div_ceil(SHARDS).max(1);
+        let shards = (0..SHARDS).map(|_| RwLock::new(Shard::default())).collect();
+        let users = (0..INDEX_SHARDS)
+            .map(|_| Mutex::new(HashMap::new()))
+            .collect();
+        Self {
+            inner: Arc::new(Inner {
+                shards,
+                per_shard,
+                users,
+                user_hasher: std::collections::hash_map::RandomState::new(),
+            }),
+        }
+    }
+
+    /// Number of records held, live or not yet purged.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.inner.shards.iter().map(|s| read(s).len()).sum()
+    }
+
+    /// Whether no records are held.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every storage key and encoded record held, for tests that check what
+    /// a store keeps (S6).
+    #[must_use]
+    pub fn dump(&self) -> Vec<(StorageKey, Bytes)> {
+        self.inner
+            .shards
+            .iter()
+            .flat_map(|s| {
+                read(s)
+                    .iter()
+                    .map(|(k, e)| (*k, e.bytes.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    // A panic while holding a shard lock cannot leave an entry half-written
+    // (every mutation is a single map operation), so poisoning is ignored.
+    lock.read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Inner {
+    fn shard(&self, key: &StorageKey) -> &RwLock<Shard> {
+        // Byte 8 onward is independent of the bytes the map hashes.
+        &self.shards[usize::from(key.0[8]) % SHARDS]
+    }
+
+    fn user_shard(&self, user: &str) -> &Mutex<UserIndex> {
+        let i = usize::try_from(self.user_hasher.hash_one(user) % INDEX_SHARDS as u64).unwrap_or(0);
+        &self.users[i]
+    }
+
+    fn index_add(&self, user: &str, key: StorageKey) {
+        lock(self.user_shard(user))
+            .entry(user.to_owned())
+            .or_default()
+            .insert(key);
+    }
+
+    fn index_remove(&self, user: &str, key: &StorageKey) {
+        let mut shard = lock(self.user_shard(user));
+        if let Some(set) = shard.get_mut(user) {
+            set.remove(key);
+            if set.is_empty() {
+                shard.remove(user);
+            }
+        }
+    }
+
+    fn index_keys(&self, user: &str) -> Vec<StorageKey> {
+        lock(self.user_shard(user))
+            .get(user)
+            .map(|s| s.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// Makes room in a full shard; returns the index entries to drop.
+    fn make_room(&self, shard: &mut Shard, now: Timestamp, gone: &mut Vec<(Arc<str>, StorageKey)>) {
+        if shard.len() < self.per_shard {
+            return;
+        }
+        shard.retain(|k, e| {
+            let live = e.is_live(now);
+            if !live && let Some(u) = &e.user {
+                gone.push((u.clone(), *k));
+            }
+            live
+        });
+        if shard.len() < self.per_shard {
+            return;
+        }
+        let victim = shard
+            .iter()
+            .min_by_key(|(_, e)| (e.user.is_some(), e.expires_at()))
+            .map(|(k, _)| *k);
+        if let Some(k) = victim
+            && let Some(e) = shard.remove(&k)
+        {
+            metrics::counter!("cloakroom_memory_evictions_total").increment(1);
+            if let Some(u) = e.user {
+                gone.push((u, k));
+            }
+        }
+    }
+
+    fn drop_index(&self, gone: Vec<(Arc<str>, StorageKey)>) {
+        for (user, key) in gone {
+            self.index_remove(&user, &key);
+        }
+    }
+}
+
+#[async_trait]
+impl SessionStore for MemoryStore {
+    async fn create(&self, key: &StorageKey, record: &Record) -> Result<(), StoreError> {
+        let now = Timestamp::now();
+        let entry = Entry::new(record);
+        let mut gone = Vec::new();
+        {
+            let mut shard = write(self.inner.shard(key));
+            if let Some(existing) = shard.get(key) {
+                if existing.is_live(now) {
+                    return Err(StoreError::Conflict);
+                }
+                if let Some(u) = &existing.user {
+                    gone.push((u.clone(), *key));
+                }
+                shard.remove(key);
+            }
+            self.inner.make_room(&mut shard, now, &mut gone);
+            shard.insert(*key, entry);
+        }
+        self.inner.drop_index(gone);
+        if let Some(user) = &record.user {
+            self.inner.index_add(user, *key);
+        }
+        Ok(())
+    }
+
+    async fn load(&self, key: &StorageKey) -> Result<Option<Record>, StoreError> {
+        let now = Timestamp::now();
+        {
+            let shard = read(self.inner.shard(key));
+            match shard.get(key) {
+                None => return Ok(None),
+                Some(e) if e.is_live(now) => return e.record().map(Some),
+                Some(_) => {}
+            }
+        }
+        // Expired: drop it now rather than wait for the reaper.
+        self.delete(key).await?;
+        Ok(None)
+    }
+
+    async fn save(
+        &self,
+        key: &StorageKey,
+        record: &Record,
+        expected_version: u64,
+    ) -> Result<(), StoreError> {
+        let now = Timestamp::now();
+        let entry = Entry::new(record);
+        let old_user = {
+            let mut shard = write(self.inner.shard(key));
+            let Some(current) = shard.get_mut(key) else {
+                return Err(StoreError::NotFound);
+            };
+            if !current.is_live(now) {
+                return Err(StoreError::NotFound);
+            }
+            if current.version != expected_version {
+                return Err(StoreError::VersionConflict);
+            }
+            std::mem::replace(current, entry).user
+        };
+        if old_user.as_deref() != record.user.as_deref() {
+            if let Some(u) = old_user {
+                self.inner.index_remove(&u, key);
+            }
+            if let Some(u) = &record.user {
+                self.inner.index_add(u, *key);
+            }
+        }
+        Ok(())
+    }
+
+    async fn touch(&self, key: &StorageKey, idle_deadline: Timestamp) -> Result<(), StoreError> {
+        let now = Timestamp::now();
+        let mut shard = write(self.inner.shard(key));
+        match shard.get_mut(key) {
+            Some(e) if e.is_live(now) => {
+                e.idle_deadline = idle_deadline;
+                Ok(())
+            }
+            _ => Err(StoreError::NotFound),
+        }
+    }
+
+    async fn delete(&self, key: &StorageKey) -> Result<(), StoreError> {
+        let removed = write(self.inner.shard(key)).remove(key);
+        if let Some(Entry { user: Some(u), .. }) = removed {
+            self.inner.index_remove(&u, key);
+        }
+        Ok(())
+    }
+
+    async fn rotate(
+        &self,
+        old_key: &StorageKey,
+        new_key: &StorageKey,
+        record: &Record,
+    ) -> Result<(), StoreError> {
+        // create() is insert-if-absent, so the new record exists before the
+        // old one is deleted; a collision leaves both keys untouched.
+        self.create(new_key, record).await?;
+        self.delete(old_key).await
+    }
+
+    async fn list_by_user(&self, user: &str) -> Result<Vec<UserSession>, StoreError> {
+        let now = Timestamp::now();
+        let mut out = Vec::new();
+        for key in self.inner.index_keys(user) {
+            let found = {
+                let shard = read(self.inner.shard(&key));
+                shard
+                    .get(&key)
+                    .filter(|e| e.is_live(now) && e.user.as_deref() == Some(user))
+                    .map(Entry::record)
+            };
+            match found {
+                Some(record) => out.push(UserSession {
+                    key,
+                    record: record?,
+                }),
+                // Stale entry (expired, or raced with a delete): clean it.
+                None => self.inner.index_remove(user, &key),
+            }
+        }
+        Ok(out)
+    }
+
+    async fn delete_by_user(
+        &self,
+        user: &str,
+        except: Option<&StorageKey>,
+    ) -> Result<u64, StoreError> {
+        let now = Timestamp::now();
+        let mut n = 0;
+        for key in self.inner.index_keys(user) {
+            if Some(&key) == except {
+                continue;
+            }
+            let removed = {
+                let mut shard = write(self.inner.shard(&key));
+                match shard.get(&key) {
+                    Some(e) if e.user.as_deref() == Some(user) => shard.remove(&key),
+                    _ => None,
+                }
+            };
+            if removed.is_some_and(|e| e.is_live(now)) {
+                n += 1;
+            }
+            self.inner.index_remove(user, &key);
+        }
+        Ok(n)
+    }
+
+    async fn delete_expired(&self) -> Result<u64, StoreError> {
+        let now = Timestamp::now();
+        let mut n = 0u64;
+        for shard in &self.inner.shards {
+            let mut gone = Vec::new();
+            {
+                let mut shard = write(shard);
+                let before = shard.len();
+                shard.retain(|k, e| {
+                    let live = e.is_live(now);
+                    if !live && let Some(u) = &e.user {
+                        gone.push((u.clone(), *k));
+                    }
+                    live
+                });
+                n += (before - shard.len()) as u64;
+            }
+            self.inner.drop_index(gone);
+        }
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::SessionId;
+    use std::time::Duration;
+
+    fn rec(user: Option<&str>, ttl: Duration) -> Record {
+        let mut r = Record::new(Timestamp::now(), ttl, Duration::from_secs(3600));
+        r.version = 1;
+        r.user = user.map(str::to_owned);
+        r
+    }
+
+    #[tokio::test]
+    async fn bounded_and_evicts_anonymous_first() {
+        let store = MemoryStore::new().with_max_sessions(256);
+        // One signed-in session, then a flood of anonymous ones.
+        let signed = SessionId::generate().storage_key();
+        store
+            .create(&signed, &rec(Some("alice"), Duration::from_secs(60)))
+            .await
+            .unwrap();
+        for _ in 0..5_000 {
+            let k = SessionId::generate().storage_key();
+            store
+                .create(&k, &rec(None, Duration::from_secs(600)))
+                .await
+                .unwrap();
+        }
+        assert!(
+            store.len() <= 256,
+            "store grew past its bound: {}",
+            store.len()
+        );
+        // The signed-in session survives although it expires soonest.
+        assert!(store.load(&signed).await.unwrap().is_some());
+        assert_eq!(store.list_by_user("alice").await.unwrap().len(), 1);
+    }
+}

@@ -1,0 +1,281 @@
+//! The store contract: where server-side session records live.
+//!
+//! [`SessionStore`] is the one trait every backend implements, ours and
+//! yours. It is deliberately small and has no default methods: each
+//! operation carries a guarantee the session layer relies on for security,
+//! so an implementation must think about every one. Prove an implementation
+//! with the [`conformance`] suite:
+//!
+//! ```
+//! // In your store's tests:
+//! cloakroom::conformance_tests!(cloakroom::store::MemoryStore::new());
+//! ```
+//!
+//! # The guarantees
+//!
+//! * Keys are [`StorageKey`]s, SHA-256 of the session ID: a store never sees
+//!   the ID itself (S6).
+//! * [`create`](SessionStore::create) is insert-if-absent: a collision is
+//!   [`StoreError::Conflict`], never an overwrite (S7).
+//! * [`load`](SessionStore::load) never returns an expired record, even if the
+//!   reaper has not run (S23).
+//! * [`save`](SessionStore::save) is update-only compare-and-swap: it fails
+//!   with [`StoreError::VersionConflict`] if someone saved first and with
+//!   [`StoreError::NotFound`] if the record is gone, so a save can never
+//!   resurrect a destroyed session (S28).
+//! * [`touch`](SessionStore::touch) moves the idle deadline and nothing else.
+//! * [`rotate`](SessionStore::rotate) makes the new record exist before the
+//!   old one is gone.
+//! * The per-user index behind [`list_by_user`](SessionStore::list_by_user)
+//!   and [`delete_by_user`](SessionStore::delete_by_user) loses its entries
+//!   together with their sessions.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::expiry::Timestamp;
+use crate::id::StorageKey;
+use crate::record::Record;
+
+pub mod conformance;
+pub mod file;
+#[cfg(feature = "memcached")]
+pub mod memcached;
+pub mod memory;
+#[cfg(feature = "mysql")]
+pub mod mysql;
+#[cfg(feature = "postgres")]
+pub mod postgres;
+pub mod reaper;
+#[cfg(feature = "redis")]
+pub mod redis;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
+pub mod tiered;
+pub mod url;
+
+#[cfg(feature = "memcached")]
+pub use self::memcached::MemcachedStore;
+#[cfg(feature = "mysql")]
+pub use self::mysql::MySqlStore;
+#[cfg(feature = "postgres")]
+pub use self::postgres::PostgresStore;
+#[cfg(feature = "redis")]
+pub use self::redis::{RedisStore, RedisStoreBuilder};
+pub use file::FileStore;
+pub use memory::MemoryStore;
+pub use reaper::{Reaper, spawn_reaper};
+#[cfg(feature = "sqlite")]
+pub use sqlite::{SqliteStore, SqliteStoreBuilder, Synchronous};
+pub use tiered::TieredStore;
+pub use url::{StoreUrl, StoreUrlError, connect};
+
+/// A boxed error source carried by [`StoreError`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// What went wrong in a store operation. Match on the variant; the source
+/// carries the backend's own error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// `create` or `rotate` found a record already filed under the new key.
+    #[error("a session with this key already exists")]
+    Conflict,
+    /// `save` found that another request saved first.
+    #[error("the session was saved by another request (version conflict)")]
+    VersionConflict,
+    /// The record does not exist (deleted, rotated away or expired).
+    #[error("the session does not exist")]
+    NotFound,
+    /// The backend could not be reached or did not answer. Transient: retry
+    /// later.
+    #[error("session store unavailable: {0}")]
+    Unavailable(#[source] BoxError),
+    /// The backend holds data this build cannot read.
+    #[error("corrupt session record: {0}")]
+    Corrupt(#[source] BoxError),
+    /// Anything else the backend reported.
+    #[error("session store error: {0}")]
+    Other(#[source] BoxError),
+}
+
+impl StoreError {
+    /// [`StoreError::Unavailable`] from any error.
+    pub fn unavailable(e: impl Into<BoxError>) -> Self {
+        Self::Unavailable(e.into())
+    }
+
+    /// [`StoreError::Corrupt`] from any error.
+    pub fn corrupt(e: impl Into<BoxError>) -> Self {
+        Self::Corrupt(e.into())
+    }
+
+    /// [`StoreError::Other`] from any error.
+    pub fn other(e: impl Into<BoxError>) -> Self {
+        Self::Other(e.into())
+    }
+
+    /// Whether the failure is the backend being unreachable or failing, as
+    /// opposed to an answer about the session (conflict, not found).
+    #[must_use]
+    pub fn is_backend_failure(&self) -> bool {
+        matches!(
+            self,
+            Self::Unavailable(_) | Self::Corrupt(_) | Self::Other(_)
+        )
+    }
+}
+
+/// One of a user's sessions, as returned by [`SessionStore::list_by_user`].
+#[derive(Debug, Clone)]
+pub struct UserSession {
+    /// The session's storage key (never the ID).
+    pub key: StorageKey,
+    /// Its record.
+    pub record: Record,
+}
+
+/// Where server-side session records live. See the [module docs](self) for
+/// the guarantees each method must keep, and run [`conformance`] to prove
+/// them.
+#[async_trait]
+pub trait SessionStore: Send + Sync + 'static {
+    /// Inserts `record` under `key` if no live record is there, expiring at
+    /// [`Record::expires_at`].
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Conflict`] if a live record exists under `key`; a
+    /// backend failure otherwise.
+    async fn create(&self, key: &StorageKey, record: &Record) -> Result<(), StoreError>;
+
+    /// The live record under `key`, or `None` if there is none or it has
+    /// expired by the wall clock.
+    ///
+    /// # Errors
+    ///
+    /// A backend failure; [`StoreError::Corrupt`] if the stored bytes cannot
+    /// be decoded.
+    async fn load(&self, key: &StorageKey) -> Result<Option<Record>, StoreError>;
+
+    /// Replaces the record under `key` with `record` only if the stored
+    /// version equals `expected_version`. The caller has already set
+    /// `record.version` to the new version.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::VersionConflict`] if the stored version differs,
+    /// [`StoreError::NotFound`] if there is no live record (never create
+    /// one), or a backend failure.
+    async fn save(
+        &self,
+        key: &StorageKey,
+        record: &Record,
+        expected_version: u64,
+    ) -> Result<(), StoreError>;
+
+    /// Moves the idle deadline of the record under `key` to `idle_deadline`,
+    /// leaving its data and version untouched.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NotFound`] if there is no live record, or a backend
+    /// failure.
+    async fn touch(&self, key: &StorageKey, idle_deadline: Timestamp) -> Result<(), StoreError>;
+
+    /// Deletes the record under `key` and its index entry. Deleting a
+    /// missing record succeeds.
+    ///
+    /// # Errors
+    ///
+    /// A backend failure.
+    async fn delete(&self, key: &StorageKey) -> Result<(), StoreError>;
+
+    /// Files `record` under `new_key` and deletes the record under
+    /// `old_key`; the new record exists before the old one is gone.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Conflict`] if `new_key` is taken (nothing changes), or a
+    /// backend failure.
+    async fn rotate(
+        &self,
+        old_key: &StorageKey,
+        new_key: &StorageKey,
+        record: &Record,
+    ) -> Result<(), StoreError>;
+
+    /// The live sessions whose [`Record::user`] is `user`.
+    ///
+    /// # Errors
+    ///
+    /// A backend failure.
+    async fn list_by_user(&self, user: &str) -> Result<Vec<UserSession>, StoreError>;
+
+    /// Deletes every session of `user` except the one under `except`;
+    /// returns how many were deleted.
+    ///
+    /// # Errors
+    ///
+    /// A backend failure.
+    async fn delete_by_user(
+        &self,
+        user: &str,
+        except: Option<&StorageKey>,
+    ) -> Result<u64, StoreError>;
+
+    /// Deletes every expired record; returns how many. Stores with native
+    /// expiry may return 0, and so may a store whose reaping is coordinated
+    /// across instances when another instance is reaping right now.
+    ///
+    /// # Errors
+    ///
+    /// A backend failure.
+    async fn delete_expired(&self) -> Result<u64, StoreError>;
+}
+
+#[async_trait]
+impl<S: SessionStore + ?Sized> SessionStore for Arc<S> {
+    async fn create(&self, key: &StorageKey, record: &Record) -> Result<(), StoreError> {
+        (**self).create(key, record).await
+    }
+    async fn load(&self, key: &StorageKey) -> Result<Option<Record>, StoreError> {
+        (**self).load(key).await
+    }
+    async fn save(
+        &self,
+        key: &StorageKey,
+        record: &Record,
+        expected_version: u64,
+    ) -> Result<(), StoreError> {
+        (**self).save(key, record, expected_version).await
+    }
+    async fn touch(&self, key: &StorageKey, idle_deadline: Timestamp) -> Result<(), StoreError> {
+        (**self).touch(key, idle_deadline).await
+    }
+    async fn delete(&self, key: &StorageKey) -> Result<(), StoreError> {
+        (**self).delete(key).await
+    }
+    async fn rotate(
+        &self,
+        old_key: &StorageKey,
+        new_key: &StorageKey,
+        record: &Record,
+    ) -> Result<(), StoreError> {
+        (**self).rotate(old_key, new_key, record).await
+    }
+    async fn list_by_user(&self, user: &str) -> Result<Vec<UserSession>, StoreError> {
+        (**self).list_by_user(user).await
+    }
+    async fn delete_by_user(
+        &self,
+        user: &str,
+        except: Option<&StorageKey>,
+    ) -> Result<u64, StoreError> {
+        (**self).delete_by_user(user, except).await
+    }
+    async fn delete_expired(&self) -> Result<u64, StoreError> {
+        (**self).delete_expired().await
+    }
+}

@@ -1,0 +1,676 @@
+//! The embedded default store: one SQLite file.
+//!
+//! # How it is built
+//!
+//! * One file in WAL mode: readers never wait for the writer.
+//! * **One writer thread** owns the only writing connection. Writes from all
+//!   requests queue to it, and it commits whatever has queued up in a single
+//!   transaction (group commit): under load, one commit carries many saves,
+//!   and no request ever sees `database is locked` from another request of
+//!   this process. Each write is answered only after its transaction
+//!   commits.
+//! * Reads run on a small pool of read-only connections on Tokio's blocking
+//!   threads.
+//! * The schema is created (and versioned in `cloakroom_meta`) on open,
+//!   indexed by expiry and by user; rows are keyed by the SHA-256 storage
+//!   key, so the file holds no usable session ID (S6).
+//!
+//! Durability: by default `synchronous=NORMAL`, which in WAL mode survives a
+//! crash of the application but may lose the last commits on power loss;
+//! [`Synchronous::Full`] survives power loss at the cost of an fsync per
+//! group commit.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use tokio::sync::oneshot;
+
+use crate::expiry::Timestamp;
+use crate::id::StorageKey;
+use crate::record::Record;
+use crate::store::{SessionStore, StoreError, UserSession};
+
+/// The schema version this build writes.
+const SCHEMA_VERSION: i64 = 1;
+/// Most writes folded into one transaction.
+const MAX_BATCH: usize = 512;
+/// Rows deleted per reaper transaction, so requests interleave.
+const REAP_BATCH: i64 = 1000;
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How hard SQLite works to make commits durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Synchronous {
+    /// Survives application crashes; may lose recent commits on power loss.
+    #[default]
+    Normal,
+    /// Survives power loss: an fsync per (group) commit.
+    Full,
+}
+
+/// Opens a [`SqliteStore`] with non-default settings.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct SqliteStoreBuilder {
+    path: PathBuf,
+    synchronous: Synchronous,
+    max_readers: usize,
+}
+
+impl SqliteStoreBuilder {
+    /// Sets durability (default [`Synchronous::Normal`]).
+    pub fn synchronous(mut self, s: Synchronous) -> Self {
+        self.synchronous = s;
+        self
+    }
+
+    /// Most idle read connections kept open (default 4).
+    pub fn max_readers(mut self, n: usize) -> Self {
+        self.max_readers = n.max(1);
+        self
+    }
+
+    /// Opens (creating if needed) the database and starts the writer thread.
+    ///
+    /// Blocks while the file is opened and the schema checked; call it at
+    /// start-up.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] if the file cannot be opened or created,
+    /// [`StoreError::Corrupt`] if it was written by a newer schema version.
+    pub fn open(self) -> Result<SqliteStore, StoreError> {
+        let writer = open_connection(&self.path, false)?;
+        let sync = match self.synchronous {
+            Synchronous::Normal => "NORMAL",
+            Synchronous::Full => "FULL",
+        };
+        writer
+            .pragma_update(None, "synchronous", sync)
+            .map_err(StoreError::unavailable)?;
+        migrate(&writer)?;
+        let (tx, rx) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("cloakroom-sqlite-writer".into())
+            .spawn(move || writer_loop(writer, rx))
+            .map_err(StoreError::unavailable)?;
+        Ok(SqliteStore {
+            inner: Arc::new(Inner {
+                path: self.path,
+                writer: Mutex::new(tx),
+                readers: Mutex::new(Vec::new()),
+                max_readers: self.max_readers,
+            }),
+        })
+    }
+}
+
+/// Sessions in one SQLite file: the embedded default. Cheap to clone.
+///
+/// ```no_run
+/// # fn main() -> Result<(), cloakroom::store::StoreError> {
+/// use cloakroom::{SessionLayer, store::SqliteStore};
+///
+/// let store = SqliteStore::open("sessions.db")?;
+/// let layer = SessionLayer::new(store);
+/// # Ok(()) }
+/// ```
+///
+/// Expired rows are never returned; start
+/// [`spawn_reaper`](crate::store::spawn_reaper) to delete them.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    writer: Mutex<mpsc::Sender<Job>>,
+    readers: Mutex<Vec<Connection>>,
+    max_readers: usize,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.inner.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` with default
+    /// settings. See [`SqliteStoreBuilder::open`].
+    ///
+    /// # Errors
+    ///
+    /// As [`SqliteStoreBuilder::open`].
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::builder(path).open()
+    }
+
+    /// Starts configuring a store at `path`.
+    pub fn builder(path: impl AsRef<Path>) -> SqliteStoreBuilder {
+        SqliteStoreBuilder {
+            path: path.as_ref().to_owned(),
+            synchronous: Synchronous::Normal,
+            max_readers: 4,
+        }
+    }
+
+    /// The database file.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    async fn write(&self, op: WriteOp) -> Result<Reply, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        {
+            let tx = self
+                .inner
+                .writer
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            tx.send(Job { op, reply })
+                .map_err(|_| StoreError::unavailable("the SQLite writer thread has stopped"))?;
+        }
+        rx.await
+            .map_err(|_| StoreError::unavailable("the SQLite writer thread has stopped"))?
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = inner
+                .readers
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .pop();
+            let conn = match conn {
+                Some(c) => c,
+                None => open_connection(&inner.path, true)?,
+            };
+            let out = f(&conn);
+            let mut pool = inner
+                .readers
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if pool.len() < inner.max_readers {
+                pool.push(conn);
+            }
+            out
+        })
+        .await
+        .map_err(StoreError::other)?
+    }
+}
+
+fn open_connection(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
+    // Readers open read-write but only ever run SELECTs: a read-only
+    // connection to a WAL database fails when it cannot write the -shm file.
+    let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    if !read_only {
+        flags |= OpenFlags::SQLITE_OPEN_CREATE;
+    }
+    let conn = Connection::open_with_flags(path, flags).map_err(StoreError::unavailable)?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(StoreError::unavailable)?;
+    if !read_only {
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(StoreError::unavailable)?;
+    }
+    Ok(conn)
+}
+
+fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch(
+        "BEGIN IMMEDIATE;
+         CREATE TABLE IF NOT EXISTS cloakroom_meta (
+             name  TEXT PRIMARY KEY NOT NULL,
+             value INTEGER NOT NULL
+         );
+         INSERT OR IGNORE INTO cloakroom_meta (name, value) VALUES ('schema_version', 1);
+         CREATE TABLE IF NOT EXISTS cloakroom_sessions (
+             key               BLOB PRIMARY KEY NOT NULL,
+             version           INTEGER NOT NULL,
+             user              TEXT,
+             idle_deadline     INTEGER NOT NULL,
+             absolute_deadline INTEGER NOT NULL,
+             expires_at        INTEGER NOT NULL,
+             record            BLOB NOT NULL
+         ) WITHOUT ROWID;
+         CREATE INDEX IF NOT EXISTS cloakroom_sessions_expires ON cloakroom_sessions (expires_at);
+         CREATE INDEX IF NOT EXISTS cloakroom_sessions_user ON cloakroom_sessions (user) WHERE user IS NOT NULL;
+         COMMIT;",
+    )
+    .map_err(StoreError::unavailable)?;
+    let version: i64 = conn
+        .query_row(
+            "SELECT value FROM cloakroom_meta WHERE name = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(StoreError::unavailable)?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::corrupt(format!(
+            "session database schema version {version} is newer than this build supports ({SCHEMA_VERSION}); upgrade cloakroom"
+        )));
+    }
+    Ok(())
+}
+
+fn millis(t: Timestamp) -> i64 {
+    i64::try_from(t.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn now_ms() -> i64 {
+    millis(Timestamp::now())
+}
+
+fn decode_row(bytes: Vec<u8>, idle_deadline: i64) -> Result<Record, StoreError> {
+    let mut record = Record::decode(&Bytes::from(bytes)).map_err(StoreError::corrupt)?;
+    record.idle_deadline = Timestamp::from_millis(u64::try_from(idle_deadline).unwrap_or(0));
+    Ok(record)
+}
+
+fn key_from(blob: &[u8]) -> Result<StorageKey, StoreError> {
+    <[u8; 32]>::try_from(blob)
+        .map(StorageKey)
+        .map_err(|_| StoreError::corrupt("storage key is not 32 bytes"))
+}
+
+/// A row to write, already encoded (encoding happens on the request's
+/// thread, not the writer's).
+struct Row {
+    version: i64,
+    user: Option<String>,
+    idle_deadline: i64,
+    absolute_deadline: i64,
+    expires_at: i64,
+    record: Vec<u8>,
+}
+
+impl Row {
+    fn of(r: &Record) -> Self {
+        Self {
+            version: i64::try_from(r.version).unwrap_or(i64::MAX),
+            user: r.user.clone(),
+            idle_deadline: millis(r.idle_deadline),
+            absolute_deadline: millis(r.absolute_deadline),
+            expires_at: millis(r.expires_at()),
+            record: r.encode().to_vec(),
+        }
+    }
+}
+
+enum WriteOp {
+    Create {
+        key: StorageKey,
+        row: Row,
+    },
+    Save {
+        key: StorageKey,
+        row: Row,
+        expected: i64,
+    },
+    Touch {
+        key: StorageKey,
+        idle_deadline: i64,
+    },
+    Delete {
+        key: StorageKey,
+    },
+    Rotate {
+        old: StorageKey,
+        new: StorageKey,
+        row: Row,
+    },
+    DeleteByUser {
+        user: String,
+        except: Option<StorageKey>,
+    },
+    ReapBatch,
+}
+
+enum Reply {
+    Done,
+    Count(u64),
+}
+
+struct Job {
+    op: WriteOp,
+    reply: oneshot::Sender<Result<Reply, StoreError>>,
+}
+
+fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        run_batch(&mut conn, batch);
+    }
+}
+
+/// Runs a batch in one transaction; if the transaction itself fails, runs
+/// each job in a transaction of its own so one bad write cannot fail the
+/// others.
+fn run_batch(conn: &mut Connection, batch: Vec<Job>) {
+    let n = batch.len();
+    let results: Result<Vec<Result<Reply, StoreError>>, rusqlite::Error> = (|| {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let now = now_ms();
+        let mut out = Vec::with_capacity(n);
+        for job in &batch {
+            out.push(apply(&tx, &job.op, now)?);
+        }
+        tx.commit()?;
+        Ok(out)
+    })();
+    match results {
+        Ok(results) => {
+            metrics::histogram!("cloakroom_sqlite_batch_size").record(n as f64);
+            for (job, result) in batch.into_iter().zip(results) {
+                let _ = job.reply.send(result);
+            }
+        }
+        Err(e) if n > 1 => {
+            tracing::warn!(error = %e, jobs = n, "SQLite group commit failed; retrying writes one by one");
+            for job in batch {
+                run_batch(conn, vec![job]);
+            }
+        }
+        Err(e) => {
+            if let Some(job) = batch.into_iter().next() {
+                let _ = job.reply.send(Err(StoreError::unavailable(e)));
+            }
+        }
+    }
+}
+
+/// Inserts `row` under `key` unless a live row is there; returns whether it
+/// was written. An expired row under the key is replaced.
+fn insert_if_absent(
+    tx: &Connection,
+    key: &StorageKey,
+    row: &Row,
+    now: i64,
+) -> rusqlite::Result<bool> {
+    let n = tx
+        .prepare_cached(
+            "INSERT INTO cloakroom_sessions
+                 (key, version, user, idle_deadline, absolute_deadline, expires_at, record)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (key) DO UPDATE SET
+                 version = excluded.version, user = excluded.user,
+                 idle_deadline = excluded.idle_deadline,
+                 absolute_deadline = excluded.absolute_deadline,
+                 expires_at = excluded.expires_at, record = excluded.record
+             WHERE cloakroom_sessions.expires_at <= ?8",
+        )?
+        .execute(params![
+            &key.0[..],
+            row.version,
+            row.user,
+            row.idle_deadline,
+            row.absolute_deadline,
+            row.expires_at,
+            row.record,
+            now
+        ])?;
+    Ok(n == 1)
+}
+
+fn apply(tx: &Connection, op: &WriteOp, now: i64) -> rusqlite::Result<Result<Reply, StoreError>> {
+    Ok(match op {
+        WriteOp::Create { key, row } => {
+            if insert_if_absent(tx, key, row, now)? {
+                Ok(Reply::Done)
+            } else {
+                Err(StoreError::Conflict)
+            }
+        }
+        WriteOp::Save { key, row, expected } => {
+            let n = tx
+                .prepare_cached(
+                    "UPDATE cloakroom_sessions SET
+                         version = ?2, user = ?3, idle_deadline = ?4,
+                         absolute_deadline = ?5, expires_at = ?6, record = ?7
+                     WHERE key = ?1 AND expires_at > ?8 AND version = ?9",
+                )?
+                .execute(params![
+                    &key.0[..],
+                    row.version,
+                    row.user,
+                    row.idle_deadline,
+                    row.absolute_deadline,
+                    row.expires_at,
+                    row.record,
+                    now,
+                    expected
+                ])?;
+            if n == 1 {
+                Ok(Reply::Done)
+            } else {
+                let live: Option<i64> = tx
+                    .prepare_cached(
+                        "SELECT version FROM cloakroom_sessions WHERE key = ?1 AND expires_at > ?2",
+                    )?
+                    .query_row(params![&key.0[..], now], |r| r.get(0))
+                    .optional()?;
+                Err(if live.is_some() {
+                    StoreError::VersionConflict
+                } else {
+                    StoreError::NotFound
+                })
+            }
+        }
+        WriteOp::Touch { key, idle_deadline } => {
+            let n = tx
+                .prepare_cached(
+                    "UPDATE cloakroom_sessions
+                     SET idle_deadline = ?2, expires_at = MIN(?2, absolute_deadline)
+                     WHERE key = ?1 AND expires_at > ?3",
+                )?
+                .execute(params![&key.0[..], idle_deadline, now])?;
+            if n == 1 {
+                Ok(Reply::Done)
+            } else {
+                Err(StoreError::NotFound)
+            }
+        }
+        WriteOp::Delete { key } => {
+            tx.prepare_cached("DELETE FROM cloakroom_sessions WHERE key = ?1")?
+                .execute(params![&key.0[..]])?;
+            Ok(Reply::Done)
+        }
+        WriteOp::Rotate { old, new, row } => {
+            // Same transaction: the new row exists before the old is gone,
+            // and nobody sees a moment with neither or both.
+            if insert_if_absent(tx, new, row, now)? {
+                tx.prepare_cached("DELETE FROM cloakroom_sessions WHERE key = ?1")?
+                    .execute(params![&old.0[..]])?;
+                Ok(Reply::Done)
+            } else {
+                Err(StoreError::Conflict)
+            }
+        }
+        WriteOp::DeleteByUser { user, except } => {
+            let except: Vec<u8> = except.map(|k| k.0.to_vec()).unwrap_or_default();
+            let mut stmt = tx.prepare_cached(
+                "DELETE FROM cloakroom_sessions WHERE user = ?1 AND key != ?2 RETURNING expires_at",
+            )?;
+            let mut rows = stmt.query(params![user, except])?;
+            let mut live = 0u64;
+            while let Some(r) = rows.next()? {
+                if r.get::<_, i64>(0)? > now {
+                    live += 1;
+                }
+            }
+            Ok(Reply::Count(live))
+        }
+        WriteOp::ReapBatch => {
+            let n = tx
+                .prepare_cached(
+                    "DELETE FROM cloakroom_sessions WHERE key IN
+                         (SELECT key FROM cloakroom_sessions WHERE expires_at <= ?1 LIMIT ?2)",
+                )?
+                .execute(params![now, REAP_BATCH])?;
+            Ok(Reply::Count(n as u64))
+        }
+    })
+}
+
+fn expect_done(r: Result<Reply, StoreError>) -> Result<(), StoreError> {
+    r.map(|_| ())
+}
+
+fn expect_count(r: Result<Reply, StoreError>) -> Result<u64, StoreError> {
+    match r? {
+        Reply::Count(n) => Ok(n),
+        Reply::Done => Ok(0),
+    }
+}
+
+#[async_trait]
+impl SessionStore for SqliteStore {
+    async fn create(&self, key: &StorageKey, record: &Record) -> Result<(), StoreError> {
+        expect_done(
+            self.write(WriteOp::Create {
+                key: *key,
+                row: Row::of(record),
+            })
+            .await,
+        )
+    }
+
+    async fn load(&self, key: &StorageKey) -> Result<Option<Record>, StoreError> {
+        let key = *key;
+        self.read(move |conn| {
+            let row: Option<(Vec<u8>, i64)> = conn
+                .prepare_cached(
+                    "SELECT record, idle_deadline FROM cloakroom_sessions WHERE key = ?1 AND expires_at > ?2",
+                )
+                .and_then(|mut s| {
+                    s.query_row(params![&key.0[..], now_ms()], |r| Ok((r.get(0)?, r.get(1)?)))
+                        .optional()
+                })
+                .map_err(StoreError::unavailable)?;
+            row.map(|(bytes, idle)| decode_row(bytes, idle)).transpose()
+        })
+        .await
+    }
+
+    async fn save(
+        &self,
+        key: &StorageKey,
+        record: &Record,
+        expected_version: u64,
+    ) -> Result<(), StoreError> {
+        expect_done(
+            self.write(WriteOp::Save {
+                key: *key,
+                row: Row::of(record),
+                expected: i64::try_from(expected_version).unwrap_or(i64::MAX),
+            })
+            .await,
+        )
+    }
+
+    async fn touch(&self, key: &StorageKey, idle_deadline: Timestamp) -> Result<(), StoreError> {
+        expect_done(
+            self.write(WriteOp::Touch {
+                key: *key,
+                idle_deadline: millis(idle_deadline),
+            })
+            .await,
+        )
+    }
+
+    async fn delete(&self, key: &StorageKey) -> Result<(), StoreError> {
+        expect_done(self.write(WriteOp::Delete { key: *key }).await)
+    }
+
+    async fn rotate(
+        &self,
+        old_key: &StorageKey,
+        new_key: &StorageKey,
+        record: &Record,
+    ) -> Result<(), StoreError> {
+        expect_done(
+            self.write(WriteOp::Rotate {
+                old: *old_key,
+                new: *new_key,
+                row: Row::of(record),
+            })
+            .await,
+        )
+    }
+
+    async fn list_by_user(&self, user: &str) -> Result<Vec<UserSession>, StoreError> {
+        let user = user.to_owned();
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT key, record, idle_deadline FROM cloakroom_sessions
+                     WHERE user = ?1 AND expires_at > ?2",
+                )
+                .map_err(StoreError::unavailable)?;
+            let rows = stmt
+                .query_map(params![user, now_ms()], |r| {
+                    Ok((
+                        r.get::<_, Vec<u8>>(0)?,
+                        r.get::<_, Vec<u8>>(1)?,
+                        r.get::<_, i64>(2)?,
+                    ))
+                })
+                .map_err(StoreError::unavailable)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (key, bytes, idle) = row.map_err(StoreError::unavailable)?;
+                out.push(UserSession {
+                    key: key_from(&key)?,
+                    record: decode_row(bytes, idle)?,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn delete_by_user(
+        &self,
+        user: &str,
+        except: Option<&StorageKey>,
+    ) -> Result<u64, StoreError> {
+        expect_count(
+            self.write(WriteOp::DeleteByUser {
+                user: user.to_owned(),
+                except: except.copied(),
+            })
+            .await,
+        )
+    }
+
+    async fn delete_expired(&self) -> Result<u64, StoreError> {
+        let mut total = 0;
+        loop {
+            let n = expect_count(self.write(WriteOp::ReapBatch).await)?;
+            total += n;
+            if n < REAP_BATCH as u64 {
+                return Ok(total);
+            }
+        }
+    }
+}
