@@ -1,0 +1,329 @@
+//! Client-side sessions end to end through the layer: S30–S39 as seen by a
+//! browser (the keyring-level attacks are in tests/crypto.rs).
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cloakroom::client_side::{ClientSessions, Protection};
+use cloakroom::crypto::{Keyring, MasterKey};
+use cloakroom::store::{MemoryStore, SessionStore};
+use cloakroom::{CookieConfig, Expiry, MockClock, SessionConfig, SessionLayer};
+use common::{Reply, app_with, send};
+
+fn keyring(keys: &[&MasterKey]) -> Keyring {
+    Keyring::parse(
+        &keys
+            .iter()
+            .map(|k| k.to_base64url())
+            .collect::<Vec<_>>()
+            .join(","),
+    )
+    .unwrap()
+}
+
+fn layer(sessions: ClientSessions) -> SessionLayer {
+    SessionLayer::builder_client_side(sessions).build().unwrap()
+}
+
+fn layer_with(sessions: ClientSessions, config: SessionConfig) -> SessionLayer {
+    SessionLayer::builder_client_side(sessions)
+        .config(config)
+        .build()
+        .unwrap()
+}
+
+/// All `name=value` pairs a reply sets (removals excluded), as one Cookie
+/// header.
+fn jar(reply: &Reply) -> String {
+    reply
+        .set_cookies
+        .iter()
+        .filter(|c| !c.contains("Max-Age=0"))
+        .map(|c| c.split(';').next().unwrap().to_owned())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn value_of(cookie_header: &str) -> String {
+    cookie_header.split_once('=').unwrap().1.to_owned()
+}
+
+#[tokio::test]
+async fn round_trip_without_a_store() {
+    let k = MasterKey::generate();
+    let app = app_with(layer(ClientSessions::new(keyring(&[&k]))));
+    let untouched = send(&app, "GET", "/read", None).await;
+    assert!(
+        untouched.set_cookies.is_empty(),
+        "S8: no cookie for an untouched session"
+    );
+    let w = send(&app, "POST", "/write", None).await;
+    assert_eq!(w.body, "1");
+    let c = jar(&w);
+    assert!(c.starts_with("__Host-id="));
+    let w2 = send(&app, "POST", "/write", Some(&c)).await;
+    assert_eq!(w2.body, "2");
+    let c2 = jar(&w2);
+    assert_eq!(send(&app, "GET", "/read", Some(&c2)).await.body, "2");
+    let login = send(&app, "POST", "/login", Some(&c2)).await;
+    let c3 = jar(&login);
+    assert_eq!(send(&app, "GET", "/user", Some(&c3)).await.body, "alice");
+    assert_eq!(
+        send(&app, "GET", "/read", Some(&c3)).await.body,
+        "2",
+        "data kept at login"
+    );
+    let out = send(&app, "POST", "/logout", Some(&c3)).await;
+    assert!(
+        out.set_cookies[0].contains("Max-Age=0"),
+        "logout clears the cookie"
+    );
+}
+
+#[tokio::test]
+async fn s30_s31_every_tampered_cookie_is_rejected() {
+    let k = MasterKey::generate();
+    let app = app_with(layer(ClientSessions::new(keyring(&[&k]))));
+    let login = send(&app, "POST", "/login", None).await;
+    let good = jar(&login);
+    let value = value_of(&good);
+    // S30: no plaintext shows through (sealed, not merely encoded).
+    assert!(!value.contains("alice"));
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let bytes = value.as_bytes();
+    for i in 0..bytes.len() {
+        let mut tampered = bytes.to_vec();
+        let pos = alphabet.iter().position(|c| *c == bytes[i]).unwrap();
+        tampered[i] = alphabet[(pos + 1) % 64];
+        let cookie = format!("__Host-id={}", String::from_utf8(tampered).unwrap());
+        assert_eq!(
+            send(&app, "GET", "/user", Some(&cookie)).await.body,
+            "anonymous",
+            "flip at {i}"
+        );
+    }
+    for n in [0, 1, 10, value.len() / 2, value.len() - 1] {
+        let cookie = format!("__Host-id={}", &value[..n]);
+        assert_eq!(
+            send(&app, "GET", "/user", Some(&cookie)).await.body,
+            "anonymous",
+            "truncated to {n}"
+        );
+    }
+    for extra in ["A", "AAAA", "_-_-"] {
+        let cookie = format!("__Host-id={value}{extra}");
+        assert_eq!(
+            send(&app, "GET", "/user", Some(&cookie)).await.body,
+            "anonymous",
+            "extended by {extra}"
+        );
+    }
+    assert_eq!(send(&app, "GET", "/user", Some(&good)).await.body, "alice");
+}
+
+#[tokio::test]
+async fn s32_a_cookie_cannot_move_to_another_name() {
+    let k = MasterKey::generate();
+    let a = app_with(layer(ClientSessions::new(keyring(&[&k]))));
+    let b = app_with(layer_with(
+        ClientSessions::new(keyring(&[&k])),
+        SessionConfig::default().with_cookie(CookieConfig::default().with_name("__Host-other")),
+    ));
+    let login = send(&a, "POST", "/login", None).await;
+    let moved = format!("__Host-other={}", value_of(&jar(&login)));
+    assert_eq!(
+        send(&b, "GET", "/user", Some(&moved)).await.body,
+        "anonymous"
+    );
+}
+
+#[tokio::test]
+async fn s33_expiry_is_inside_the_seal() {
+    let clock = MockClock::new();
+    let k = MasterKey::generate();
+    let app = app_with(layer_with(
+        ClientSessions::new(keyring(&[&k])),
+        SessionConfig::default().with_clock(clock.clone()),
+    ));
+    let login = send(&app, "POST", "/login", None).await;
+    let cookie = jar(&login);
+    assert!(
+        !login.set_cookies[0].contains("Max-Age"),
+        "a browser-session cookie by default"
+    );
+    clock.advance(Duration::from_secs(29 * 60));
+    let r = send(&app, "GET", "/user", Some(&cookie)).await;
+    assert_eq!(r.body, "alice");
+    // The touch re-sealed a cookie with a later idle deadline...
+    let touched = jar(&r);
+    assert!(!touched.is_empty(), "a touch re-issues the cookie");
+    clock.advance(Duration::from_secs(29 * 60));
+    assert_eq!(
+        send(&app, "GET", "/user", Some(&touched)).await.body,
+        "alice"
+    );
+    // ...but the old cookie, replayed, expired on its own deadline (S19).
+    assert_eq!(
+        send(&app, "GET", "/user", Some(&cookie)).await.body,
+        "anonymous"
+    );
+    // And nothing extends the absolute deadline (S20).
+    let mut c = touched;
+    for _ in 0..30 {
+        clock.advance(Duration::from_secs(25 * 60));
+        let r = send(&app, "GET", "/user", Some(&c)).await;
+        if r.body == "anonymous" {
+            return;
+        }
+        if !jar(&r).is_empty() {
+            c = jar(&r);
+        }
+    }
+    panic!("a client-side session outlived its absolute deadline");
+}
+
+#[tokio::test]
+async fn s35_key_rotation_end_to_end() {
+    let k1 = MasterKey::generate();
+    let k2 = MasterKey::generate();
+    let old = app_with(layer(ClientSessions::new(keyring(&[&k1]))));
+    let both = app_with(layer(ClientSessions::new(keyring(&[&k2, &k1]))));
+    let new = app_with(layer(ClientSessions::new(keyring(&[&k2]))));
+    let login = send(&old, "POST", "/login", None).await;
+    let c1 = jar(&login);
+    let r = send(&both, "GET", "/user", Some(&c1)).await;
+    assert_eq!(r.body, "alice", "[K2, K1] opens a K1 cookie");
+    let c2 = jar(&r);
+    assert!(
+        !c2.is_empty(),
+        "a cookie opened by an older key is re-sealed"
+    );
+    assert_eq!(
+        send(&new, "GET", "/user", Some(&c2)).await.body,
+        "alice",
+        "[K2] opens the re-sealed cookie"
+    );
+    assert_eq!(
+        send(&new, "GET", "/user", Some(&c1)).await.body,
+        "anonymous",
+        "[K2] refuses K1 cookies"
+    );
+    let again = send(&both, "GET", "/user", Some(&c2)).await;
+    assert!(
+        again.set_cookies.is_empty(),
+        "no re-seal when the newest key opened it"
+    );
+}
+
+#[tokio::test]
+async fn s39_revocation_by_epoch() {
+    let k = MasterKey::generate();
+    let epochs: Arc<dyn SessionStore> = Arc::new(MemoryStore::new());
+    let sessions =
+        ClientSessions::new(keyring(&[&k])).with_revocation(epochs.clone(), Duration::ZERO);
+    let app = app_with(layer(sessions.clone()));
+    let laptop = jar(&send(&app, "POST", "/login", None).await);
+    let phone = jar(&send(&app, "POST", "/login", None).await);
+    assert_eq!(
+        send(&app, "GET", "/user", Some(&laptop)).await.body,
+        "alice"
+    );
+    sessions.revoke_user("alice").await.unwrap();
+    assert_eq!(
+        send(&app, "GET", "/user", Some(&laptop)).await.body,
+        "anonymous",
+        "revoked laptop"
+    );
+    assert_eq!(
+        send(&app, "GET", "/user", Some(&phone)).await.body,
+        "anonymous",
+        "revoked phone"
+    );
+    let fresh = jar(&send(&app, "POST", "/login", None).await);
+    assert_eq!(
+        send(&app, "GET", "/user", Some(&fresh)).await.body,
+        "alice",
+        "a new login works"
+    );
+}
+
+#[tokio::test]
+async fn size_limit_is_typed_and_chunking_reassembles() {
+    let k = MasterKey::generate();
+    let single = app_with(layer(ClientSessions::new(keyring(&[&k]))));
+    let big = "x".repeat(5000);
+    let r = send(&single, "POST", &format!("/put/big/{big}"), None).await;
+    assert_eq!(r.status, 413, "{}", r.body);
+    assert!(r.set_cookies.is_empty());
+
+    let chunked = app_with(layer(ClientSessions::new(keyring(&[&k])).with_chunking(3)));
+    let r = send(&chunked, "POST", &format!("/put/big/{big}"), None).await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    assert_eq!(r.set_cookies.len(), 2, "{:?}", r.set_cookies);
+    assert!(r.set_cookies.iter().all(|c| c.len() < 4096 + 100));
+    let c = jar(&r);
+    assert_eq!(send(&chunked, "GET", "/get/big", Some(&c)).await.body, big);
+    // Dropping or swapping a chunk breaks the whole seal.
+    let first_only = c.split("; ").next().unwrap().to_owned();
+    assert_eq!(
+        send(&chunked, "GET", "/get/big", Some(&first_only))
+            .await
+            .body,
+        "none"
+    );
+    // Shrinking back to one cookie clears the second chunk.
+    let r = send(&chunked, "POST", "/put/big/small", Some(&c)).await;
+    assert!(
+        r.set_cookies
+            .iter()
+            .any(|s| s.starts_with("__Host-id.1=;") && s.contains("Max-Age=0")),
+        "{:?}",
+        r.set_cookies
+    );
+}
+
+#[tokio::test]
+async fn signed_mode_is_readable_but_tamper_proof() {
+    let k = MasterKey::generate();
+    let app = app_with(layer(
+        ClientSessions::new(keyring(&[&k])).with_protection(Protection::Signed),
+    ));
+    let login = send(&app, "POST", "/login", None).await;
+    let c = jar(&login);
+    assert_eq!(send(&app, "GET", "/user", Some(&c)).await.body, "alice");
+    let mut value = value_of(&c).into_bytes();
+    let last = value.len() - 1;
+    value[last] = if value[last] == b'A' { b'B' } else { b'A' };
+    let forged = format!("__Host-id={}", String::from_utf8(value).unwrap());
+    assert_eq!(
+        send(&app, "GET", "/user", Some(&forged)).await.body,
+        "anonymous"
+    );
+}
+
+#[tokio::test]
+async fn remember_me_cookie_is_persistent() {
+    let k = MasterKey::generate();
+    let app = app_with(layer_with(
+        ClientSessions::new(keyring(&[&k])),
+        SessionConfig::default().with_expiry(Expiry::default()),
+    ));
+    let r = send(&app, "POST", "/login-remember", None).await;
+    assert!(r.set_cookies[0].contains("Max-Age="), "{:?}", r.set_cookies);
+}
+
+#[tokio::test]
+async fn untouched_requests_do_not_open_or_reissue_the_cookie() {
+    let k = MasterKey::generate();
+    let app = app_with(layer(ClientSessions::new(keyring(&[&k]))));
+    let login = send(&app, "POST", "/login", None).await;
+    let c = jar(&login);
+    let r = send(&app, "GET", "/plain", Some(&c)).await;
+    assert!(r.set_cookies.is_empty(), "{:?}", r.set_cookies);
+    // Even a forged cookie on an untouched route changes nothing.
+    let r = send(&app, "GET", "/plain", Some("__Host-id=garbage")).await;
+    assert!(r.set_cookies.is_empty());
+}
