@@ -1,0 +1,181 @@
+//! Admin commands that work on any store by URL: `purge` (delete expired
+//! sessions now) and `store-bench` (load/save latency against the real
+//! backend).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cloakroom::store::{SessionStore, StoreError, connect};
+use cloakroom::{Record, SessionId, StorageKey, Timestamp};
+
+use crate::store_spec::redact;
+
+/// Deletes the expired sessions of the store at `url`; returns how many.
+///
+/// # Errors
+///
+/// [`StoreError`] if the URL is refused or the store fails.
+pub async fn purge(url: &str) -> Result<u64, StoreError> {
+    connect(url).await?.delete_expired().await
+}
+
+/// Latency summary of one operation.
+#[derive(Debug, Clone, Copy)]
+pub struct Latency {
+    /// Median.
+    pub p50: Duration,
+    /// 99th percentile.
+    pub p99: Duration,
+    /// Operations per second over the whole phase (all workers).
+    pub per_second: f64,
+}
+
+/// What `store-bench` measured.
+#[derive(Debug, Clone)]
+pub struct StoreBench {
+    /// The store URL.
+    pub url: String,
+    /// `(operation, latency)`: create, load, save, touch.
+    pub results: Vec<(&'static str, Latency)>,
+}
+
+impl std::fmt::Display for StoreBench {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "store: {}", redact(&self.url))?;
+        writeln!(f, "| op | p50 | p99 | ops/s |")?;
+        writeln!(f, "|---|---|---|---|")?;
+        for (op, l) in &self.results {
+            writeln!(
+                f,
+                "| {op} | {:.3} ms | {:.3} ms | {:.0} |",
+                l.p50.as_secs_f64() * 1e3,
+                l.p99.as_secs_f64() * 1e3,
+                l.per_second
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn record(n: u64) -> Result<Record, StoreError> {
+    let mut r = Record::new(
+        Timestamp::now(),
+        Duration::from_secs(1800),
+        Duration::from_secs(3600),
+    );
+    r.version = 1;
+    r.user = Some(format!("bench-user-{}", n % 50));
+    r.insert("user_id", &n).map_err(StoreError::other)?;
+    r.insert("note", &"x".repeat(200))
+        .map_err(StoreError::other)?;
+    Ok(r)
+}
+
+/// Measures create, load, save and touch latency against the store at
+/// `url` with `sessions` sessions and `concurrency` concurrent workers; the
+/// sessions are deleted afterwards.
+///
+/// # Errors
+///
+/// [`StoreError`] if the URL is refused or any operation fails.
+pub async fn store_bench(
+    url: &str,
+    sessions: usize,
+    concurrency: usize,
+) -> Result<StoreBench, StoreError> {
+    let store = connect(url).await?;
+    let keys: Arc<Vec<StorageKey>> = Arc::new(
+        (0..sessions)
+            .map(|_| SessionId::generate().storage_key())
+            .collect(),
+    );
+    let mut results = Vec::new();
+    for op in ["create", "load", "save", "touch"] {
+        results.push((op, phase(&store, &keys, op, concurrency.max(1)).await?));
+    }
+    for key in keys.iter() {
+        store.delete(key).await?;
+    }
+    Ok(StoreBench {
+        url: url.to_owned(),
+        results,
+    })
+}
+
+async fn phase(
+    store: &Arc<dyn SessionStore>,
+    keys: &Arc<Vec<StorageKey>>,
+    op: &'static str,
+    concurrency: usize,
+) -> Result<Latency, StoreError> {
+    let started = Instant::now();
+    let mut workers = tokio::task::JoinSet::new();
+    for w in 0..concurrency {
+        let (store, keys) = (store.clone(), keys.clone());
+        workers.spawn(async move {
+            let mut times = Vec::new();
+            for i in (w..keys.len()).step_by(concurrency) {
+                let key = &keys[i];
+                let n = i as u64;
+                let t = Instant::now();
+                match op {
+                    "create" => store.create(key, &record(n)?).await?,
+                    "load" => {
+                        store.load(key).await?.ok_or(StoreError::NotFound)?;
+                    }
+                    "save" => {
+                        let mut r = record(n)?;
+                        r.version = 2;
+                        r.insert("counter", &n).map_err(StoreError::other)?;
+                        store.save(key, &r, 1).await?;
+                    }
+                    _ => {
+                        let deadline = Timestamp::now().saturating_add(Duration::from_secs(1800));
+                        store.touch(key, deadline).await?;
+                    }
+                }
+                times.push(t.elapsed());
+            }
+            Ok::<_, StoreError>(times)
+        });
+    }
+    let mut all = Vec::new();
+    while let Some(joined) = workers.join_next().await {
+        all.extend(joined.map_err(StoreError::other)??);
+    }
+    let elapsed = started.elapsed();
+    all.sort();
+    let pick = |q: f64| {
+        all.get(((all.len() as f64 * q) as usize).min(all.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
+    Ok(Latency {
+        p50: pick(0.50),
+        p99: pick(0.99),
+        per_second: all.len() as f64 / elapsed.as_secs_f64().max(1e-9),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn benches_and_purges_the_memory_store() -> Result<(), StoreError> {
+        let b = store_bench("memory:", 50, 4).await?;
+        assert_eq!(b.results.len(), 4);
+        assert!(b.to_string().contains("| load |"));
+        assert_eq!(purge("memory:").await?, 0);
+        Ok(())
+    }
+
+    #[test]
+    fn passwords_are_not_printed() {
+        assert_eq!(
+            redact("postgres://user:secret@host/db"),
+            "postgres://user:***@host/db"
+        );
+        assert_eq!(redact("redis://127.0.0.1/"), "redis://127.0.0.1/");
+    }
+}

@@ -1,0 +1,426 @@
+//! The `cloakroom` binary as a library: the demo web app, so that tests can
+//! build its router without a socket, and the command line.
+//!
+//! ```no_run
+//! use cloakroom_cli::{DemoOptions, StoreSpec, build_app};
+//!
+//! # async fn demo() -> Result<(), cloakroom_cli::DemoError> {
+//! let opts = DemoOptions {
+//!     store: StoreSpec::Memory,
+//!     ..DemoOptions::default()
+//! };
+//! let (router, handles) = build_app(&opts).await?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! axum::serve(listener, router).await?;
+//! drop(handles);
+//! # Ok(()) }
+//! ```
+//!
+//! # Routes
+//!
+//! | Route | Answer |
+//! |---|---|
+//! | `GET /` | the demo page |
+//! | `GET /healthz` | `200 ok`, never touches the session |
+//! | `POST /api/register` `{"username","password"}` | `201 {"username"}`, `409` if taken, `400` for bad input |
+//! | `POST /api/login` `{"username","password","remember_me"?}` | `200 {"username"}` + cookie, `401` otherwise |
+//! | `POST /api/logout` | `204`, cookie cleared |
+//! | `POST /api/logout-everywhere` | `204`, every session of the user ended; `401` if not signed in |
+//! | `GET /api/me` | `200 {"username","session":{..}}` or `401` |
+//! | `GET /api/data` | `200`, the session's values as one object |
+//! | `PUT /api/data/{key}` any JSON | `204` |
+//! | `DELETE /api/data/{key}` | `204` |
+//!
+//! Errors are `{"error": "..."}`. JSON bodies need
+//! `Content-Type: application/json` (else `415`) and are limited to 64 KiB
+//! (else `413`). While the session store is down, routes that need it
+//! answer `503` with `Retry-After` (as JSON too); `/` and `/healthz` keep
+//! working.
+//!
+//! # Security notes for the demo
+//!
+//! * It serves plain HTTP, so by default the cookie is the development
+//!   cookie `id` without `Secure` (the library logs a warning). Behind a
+//!   TLS-terminating proxy pass `--secure-cookies` for `__Host-id; Secure`.
+//! * Passwords are hashed with Argon2id (default parameters), a bounded
+//!   number at a time; an unknown username costs the same verification as
+//!   a known one.
+//! * There is no login throttling and no CSRF token: the JSON API relies on
+//!   `SameSite=Lax` and on `Content-Type: application/json` forcing a CORS
+//!   preflight for cross-site requests.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::header::{CONTENT_TYPE, RETRY_AFTER};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post, put};
+use cloakroom::client_side::ClientSessions;
+use cloakroom::crypto::{Keyring, MasterKey};
+use cloakroom::store::{MemoryStore, Reaper, SessionStore, SqliteStore, StoreError, spawn_reaper};
+use cloakroom::{ConfigError, CookieConfig, OnStoreFailure, SessionConfig, SessionLayer};
+
+pub mod admin;
+mod api;
+pub mod cli;
+pub mod password;
+mod store_spec;
+pub mod users;
+
+pub use api::{
+    ApiError, MAX_DATA_KEY_BYTES, MAX_DATA_KEY_CHARS, MAX_PASSWORD_BYTES, MAX_USERNAME_CHARS,
+    MIN_PASSWORD_BYTES,
+};
+pub use store_spec::{ACCEPTED_FORMS, DEFAULT_STORE, StoreSpec, StoreSpecError, redact};
+pub use users::{UserStore, UserStoreError};
+
+use crate::password::{PasswordError, PasswordHasherPool};
+
+/// Largest request body accepted: 64 KiB.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Server-side or client-side sessions.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum SessionMode {
+    /// The cookie holds an ID; records live in the session store.
+    #[default]
+    Server,
+    /// The record is sealed in the cookie (the session store keeps only
+    /// per-user revocation epochs).
+    Cookie {
+        /// `CLOAKROOM_KEYS`: comma-separated base64url keys, newest first.
+        keys: Option<String>,
+        /// Used when `keys` is `None`: read, or created with mode 0600.
+        key_file: PathBuf,
+    },
+}
+
+impl SessionMode {
+    /// `"server"` or `"cookie"`.
+    #[must_use]
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Server => "server",
+            Self::Cookie { .. } => "cookie",
+        }
+    }
+}
+
+/// How the demo app is built.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// Where sessions and users live.
+    pub store: StoreSpec,
+    /// Keep the secure `__Host-id` cookie (for running behind a TLS proxy)
+    /// instead of the plain-HTTP development cookie `id`.
+    pub secure_cookies: bool,
+    /// How often expired sessions are deleted (default 5 minutes).
+    pub reap_interval: Duration,
+    /// Server-side (default) or client-side sessions.
+    pub mode: SessionMode,
+}
+
+impl Default for DemoOptions {
+    fn default() -> Self {
+        Self {
+            store: StoreSpec::default(),
+            secure_cookies: false,
+            reap_interval: Duration::from_secs(300),
+            mode: SessionMode::Server,
+        }
+    }
+}
+
+/// The session store and the user store the app runs on.
+#[derive(Clone)]
+pub struct Stores {
+    /// Session records.
+    pub sessions: Arc<dyn SessionStore>,
+    /// Demo accounts.
+    pub users: UserStore,
+}
+
+impl std::fmt::Debug for Stores {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stores")
+            .field("users", &self.users)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Stores {
+    /// Fresh in-memory stores.
+    #[must_use]
+    pub fn memory() -> Self {
+        Self {
+            sessions: Arc::new(MemoryStore::new()),
+            users: UserStore::memory(),
+        }
+    }
+
+    /// Opens the stores `spec` names. For `sqlite:PATH` the session store
+    /// and the `demo_users` table share the file.
+    ///
+    /// # Errors
+    ///
+    /// [`DemoError::SessionStore`] or [`DemoError::Users`] if the file
+    /// cannot be opened.
+    pub async fn open(spec: &StoreSpec) -> Result<Self, DemoError> {
+        match spec {
+            StoreSpec::Memory => Ok(Self::memory()),
+            StoreSpec::Url(url) => {
+                let sessions = cloakroom::store::connect(url).await.map_err(|source| {
+                    DemoError::SessionStore {
+                        spec: spec.to_string(),
+                        source,
+                    }
+                })?;
+                tracing::info!("demo accounts are kept in memory with this store");
+                Ok(Self {
+                    sessions,
+                    users: UserStore::memory(),
+                })
+            }
+            StoreSpec::Sqlite(path) => {
+                let p = path.clone();
+                let sessions = tokio::task::spawn_blocking(move || SqliteStore::open(p))
+                    .await
+                    .map_err(|e| DemoError::SessionStore {
+                        spec: spec.to_string(),
+                        source: StoreError::other(e),
+                    })?
+                    .map_err(|source| DemoError::SessionStore {
+                        spec: spec.to_string(),
+                        source,
+                    })?;
+                let users = UserStore::open_sqlite(path).await?;
+                Ok(Self {
+                    sessions: Arc::new(sessions),
+                    users,
+                })
+            }
+        }
+    }
+}
+
+/// What must stay alive while the app runs: the stores and the reaper
+/// task that deletes expired sessions (it stops when this is dropped).
+#[derive(Debug)]
+pub struct DemoHandles {
+    stores: Stores,
+    _reaper: Reaper,
+}
+
+impl DemoHandles {
+    /// The session store.
+    #[must_use]
+    pub fn sessions(&self) -> &Arc<dyn SessionStore> {
+        &self.stores.sessions
+    }
+
+    /// The user store.
+    #[must_use]
+    pub fn users(&self) -> &UserStore {
+        &self.stores.users
+    }
+}
+
+/// Why the demo could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DemoError {
+    /// The session store could not be opened.
+    #[error("could not open the session store {spec}: {source}")]
+    SessionStore {
+        /// The `--store` value.
+        spec: String,
+        /// The store's error.
+        source: StoreError,
+    },
+    /// The user store could not be opened.
+    #[error("could not open the user store: {0}")]
+    Users(#[from] UserStoreError),
+    /// The session layer refused its configuration.
+    #[error("invalid session configuration: {0}")]
+    Config(#[from] ConfigError),
+    /// Password hashing could not be set up.
+    #[error("could not set up password hashing: {0}")]
+    Password(#[from] PasswordError),
+    /// The listening socket could not be opened.
+    #[error("could not listen on {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// Serving failed.
+    #[error("server error: {0}")]
+    Io(#[from] std::io::Error),
+    /// The keys for sealed cookies are missing or unusable.
+    #[error("cookie mode keys: {0}")]
+    Keys(String),
+}
+
+/// Builds the demo router on the stores `opts.store` names, and starts the
+/// reaper.
+///
+/// # Errors
+///
+/// [`DemoError`] if a store cannot be opened or the configuration is
+/// refused.
+///
+/// # Panics
+///
+/// Outside a Tokio runtime.
+pub async fn build_app(opts: &DemoOptions) -> Result<(Router, DemoHandles), DemoError> {
+    let stores = Stores::open(&opts.store).await?;
+    build_app_with_stores(stores, opts).await
+}
+
+/// Builds the demo router on the given `stores`; `opts.store` is ignored.
+/// Tests use this to look into the stores.
+///
+/// # Errors
+///
+/// [`DemoError`] if the session configuration is refused or password
+/// hashing cannot be set up.
+///
+/// # Panics
+///
+/// Outside a Tokio runtime.
+pub async fn build_app_with_stores(
+    stores: Stores,
+    opts: &DemoOptions,
+) -> Result<(Router, DemoHandles), DemoError> {
+    let cookie = if opts.secure_cookies {
+        CookieConfig::default()
+    } else {
+        CookieConfig::default().with_insecure_http_for_development()
+    };
+    let config = SessionConfig::default()
+        .with_cookie(cookie)
+        .on_store_failure(OnStoreFailure::respond_with(store_failure_response));
+    let layer = match &opts.mode {
+        SessionMode::Server => SessionLayer::builder_shared(stores.sessions.clone()),
+        SessionMode::Cookie { keys, key_file } => {
+            let keyring = load_keyring(keys.as_deref(), key_file)?;
+            // Logout-everywhere and password changes bump a per-user epoch
+            // in the session store; other instances see it within 30 s.
+            let sessions = ClientSessions::new(keyring)
+                .with_chunking(2)
+                .with_revocation(stores.sessions.clone(), Duration::from_secs(30));
+            SessionLayer::builder_client_side(sessions)
+        }
+    }
+    .config(config)
+    .build()?;
+    let concurrency = std::thread::available_parallelism().map_or(2, usize::from);
+    let state = api::AppState {
+        users: stores.users.clone(),
+        passwords: PasswordHasherPool::new(concurrency).await?,
+    };
+    let router = Router::new()
+        .route("/api/register", post(api::register))
+        .route("/api/login", post(api::login))
+        .route("/api/logout", post(api::logout))
+        .route("/api/logout-everywhere", post(api::logout_everywhere))
+        .route("/api/me", get(api::me))
+        .route("/api/data", get(api::get_data))
+        .route(
+            "/api/data/{key}",
+            put(api::put_data).delete(api::delete_data),
+        )
+        .fallback(api::not_found)
+        .layer(layer)
+        // Added after the session layer: these routes never see a session.
+        .route("/", get(api::home))
+        .route("/healthz", get(api::healthz))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(log_request))
+        .with_state(state);
+    let reaper = spawn_reaper(stores.sessions.clone(), opts.reap_interval);
+    Ok((
+        router,
+        DemoHandles {
+            stores,
+            _reaper: reaper,
+        },
+    ))
+}
+
+/// The keyring for cookie mode: from `keys` if given, else from `key_file`,
+/// which is created (mode 0600) with a fresh key if it does not exist.
+fn load_keyring(keys: Option<&str>, key_file: &Path) -> Result<Keyring, DemoError> {
+    if let Some(keys) = keys {
+        return Keyring::parse(keys).map_err(|e| DemoError::Keys(e.to_string()));
+    }
+    match std::fs::read_to_string(key_file) {
+        Ok(text) => Keyring::parse(text.trim())
+            .map_err(|e| DemoError::Keys(format!("{}: {e}", key_file.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = MasterKey::generate();
+            write_private(key_file, &key.to_base64url()).map_err(|e| {
+                DemoError::Keys(format!("cannot create {}: {e}", key_file.display()))
+            })?;
+            tracing::warn!(
+                file = %key_file.display(),
+                "no CLOAKROOM_KEYS given: created a new key file (mode 0600) for sealed cookies; keep it secret, and set CLOAKROOM_KEYS in production"
+            );
+            Keyring::new(vec![key]).map_err(|e| DemoError::Keys(e.to_string()))
+        }
+        Err(e) => Err(DemoError::Keys(format!(
+            "cannot read {}: {e}",
+            key_file.display()
+        ))),
+    }
+}
+
+/// Creates `path` readable by its owner only, failing if it exists.
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    writeln!(file, "{contents}")?;
+    file.sync_all()
+}
+
+/// What a request that needed the session store gets while the store is
+/// down: `503` with `Retry-After`, as JSON like every other API error.
+fn store_failure_response(_err: &StoreError) -> axum::http::Response<String> {
+    let mut res = axum::http::Response::new(
+        r#"{"error":"the session store is unavailable; please retry shortly"}"#.to_owned(),
+    );
+    *res.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    let headers = res.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(RETRY_AFTER, HeaderValue::from_static("5"));
+    res
+}
+
+async fn log_request(req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let started = std::time::Instant::now();
+    let res = next.run(req).await;
+    tracing::info!(
+        %method,
+        path,
+        status = res.status().as_u16(),
+        elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        "request"
+    );
+    res
+}

@@ -1,0 +1,48 @@
+//! `cloakroom`: runs the demo web app (see the `cloakroom_cli` library) and
+//! the admin commands.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use cloakroom_cli::admin;
+use cloakroom_cli::cli::{Cli, Command, serve};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    // Bad arguments (such as an unknown --store) exit here with code 2.
+    let cli = Cli::parse();
+    if matches!(cli.command, Some(Command::Keygen)) {
+        println!(
+            "{}",
+            cloakroom::crypto::MasterKey::generate().to_base64url()
+        );
+        return ExitCode::SUCCESS;
+    }
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+    let result = match &cli.command {
+        Some(Command::Purge { store }) => admin::purge(store)
+            .await
+            .map(|n| println!("deleted {n} expired sessions"))
+            .map_err(|e| e.to_string()),
+        Some(Command::StoreBench {
+            store,
+            sessions,
+            concurrency,
+        }) => admin::store_bench(store, *sessions, *concurrency)
+            .await
+            .map(|b| print!("{b}"))
+            .map_err(|e| e.to_string()),
+        _ => serve(cli.into_serve_args())
+            .await
+            .map_err(|e| e.to_string()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

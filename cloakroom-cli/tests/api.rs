@@ -1,0 +1,456 @@
+//! The demo's HTTP API, end to end through the router (no sockets).
+
+mod common;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use cloakroom::store::MemoryStore;
+use cloakroom_cli::{DemoHandles, DemoOptions, Stores, UserStore, build_app_with_stores};
+use common::{Answer, TestResult, get, login, post, raw, register, send};
+use serde_json::{Value, json};
+
+async fn memory_app() -> Result<(Router, DemoHandles, MemoryStore), cloakroom_cli::DemoError> {
+    let store = MemoryStore::new();
+    let stores = Stores {
+        sessions: Arc::new(store.clone()),
+        users: UserStore::memory(),
+    };
+    let (app, handles) = build_app_with_stores(stores, &DemoOptions::default()).await?;
+    Ok((app, handles, store))
+}
+
+fn error_of(a: &Answer) -> String {
+    a.json()["error"].as_str().unwrap_or_default().to_owned()
+}
+
+fn assert_json_error(a: &Answer, status: StatusCode) {
+    assert_eq!(a.status, status, "{:?}", a.body);
+    assert_eq!(
+        a.headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok()),
+        Some("application/json"),
+        "errors are JSON"
+    );
+    assert!(!error_of(a).is_empty(), "an error message: {:?}", a.body);
+}
+
+#[tokio::test]
+async fn whole_flow() -> TestResult {
+    let (app, _handles, store) = memory_app().await?;
+
+    // Register.
+    let r = register(&app, "alice", "correct horse").await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    assert_eq!(r.json(), json!({"username": "alice"}));
+    assert_eq!(r.set_cookie(), None, "registering does not sign in");
+
+    // Duplicate.
+    let r = register(&app, "alice", "another password").await;
+    assert_json_error(&r, StatusCode::CONFLICT);
+    assert_eq!(error_of(&r), "username already taken");
+
+    // Bad input.
+    for (username, password) in [
+        ("", "correct horse"),
+        ("al ice", "correct horse"),
+        ("alice/2", "correct horse"),
+        ("ålice", "correct horse"),
+        (&*"x".repeat(65), "correct horse"),
+        ("bob", "short"),
+        ("bob", &*"p".repeat(257)),
+    ] {
+        let r = register(&app, username, password).await;
+        assert_json_error(&r, StatusCode::BAD_REQUEST);
+    }
+    let r = register(&app, "bob", "1234567").await;
+    assert_eq!(error_of(&r), "password must be 8 to 256 bytes long");
+    let r = register(&app, "b b", "12345678").await;
+    assert!(
+        error_of(&r).starts_with("username must be 1 to 64 characters"),
+        "{}",
+        error_of(&r)
+    );
+    assert_eq!(
+        register(&app, &"x".repeat(64), "12345678").await.status,
+        StatusCode::CREATED
+    );
+
+    // Wrong password and unknown user: the same 401, no cookie.
+    for (username, password) in [
+        ("alice", "wrong horse!"),
+        ("nobody", "correct horse"),
+        ("bad name", "x"),
+    ] {
+        let r = login(&app, username, password, false).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(r.json(), json!({"error": "invalid username or password"}));
+        assert_eq!(r.set_cookie(), None);
+    }
+    assert!(store.is_empty());
+
+    // Not signed in yet.
+    let r = get(&app, "/api/me", None).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(r.json(), json!({"error": "not signed in"}));
+
+    // Log in.
+    let r = login(&app, "alice", "correct horse", false).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json(), json!({"username": "alice"}));
+    let set_cookie = r.set_cookie().ok_or("login sets the cookie")?;
+    assert!(set_cookie.starts_with("id="), "{set_cookie}");
+    assert!(set_cookie.contains("HttpOnly"), "{set_cookie}");
+    assert!(set_cookie.contains("SameSite=Lax"), "{set_cookie}");
+    assert!(set_cookie.contains("Path=/"), "{set_cookie}");
+    assert!(
+        !set_cookie.contains("Secure"),
+        "plain-HTTP demo cookie: {set_cookie}"
+    );
+    assert!(
+        !set_cookie.contains("Max-Age"),
+        "a browser-session cookie: {set_cookie}"
+    );
+    assert_eq!(
+        r.headers
+            .get(header::CACHE_CONTROL)
+            .and_then(|v| v.to_str().ok()),
+        Some("no-store")
+    );
+    let cookie = r.cookie_pair().ok_or("cookie pair")?;
+    assert_eq!(store.len(), 1);
+
+    // Who am I.
+    let r = get(&app, "/api/me", Some(&cookie)).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let me = r.json();
+    assert_eq!(me["username"], "alice");
+    for field in ["created_at", "idle_expires_at", "absolute_expires_at"] {
+        let ts = me["session"][field].as_str().ok_or(field)?;
+        assert!(
+            ts.len() == 24 && ts.ends_with('Z') && ts.as_bytes()[10] == b'T',
+            "{field}: {ts}"
+        );
+    }
+    assert!(me["session"]["created_at"].as_str() < me["session"]["idle_expires_at"].as_str());
+    assert!(
+        me["session"]["idle_expires_at"].as_str() < me["session"]["absolute_expires_at"].as_str()
+    );
+    assert_eq!(r.set_cookie(), None, "reading does not reissue the cookie");
+
+    // Data: put, get, delete.
+    let r = get(&app, "/api/data", Some(&cookie)).await;
+    assert_eq!((r.status, r.json()), (StatusCode::OK, json!({})));
+    let cart = json!({"items": [1, 2, 3], "note": "ünïcödé", "n": -1.5, "ok": true, "none": null});
+    let r = send(
+        &app,
+        Method::PUT,
+        "/api/data/cart",
+        Some(&cookie),
+        Some(cart.clone()),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert_eq!(r.set_cookie(), None, "the session already has its cookie");
+    let r = send(
+        &app,
+        Method::PUT,
+        "/api/data/theme",
+        Some(&cookie),
+        Some(json!("dark")),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let r = get(&app, "/api/data", Some(&cookie)).await;
+    assert_eq!(r.json(), json!({"cart": cart, "theme": "dark"}));
+    let r = send(&app, Method::DELETE, "/api/data/theme", Some(&cookie), None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let r = send(
+        &app,
+        Method::DELETE,
+        "/api/data/never-set",
+        Some(&cookie),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let r = get(&app, "/api/data", Some(&cookie)).await;
+    assert_eq!(r.json(), json!({"cart": cart}));
+
+    // Log out: 204, cookie cleared, record gone.
+    let r = send(&app, Method::POST, "/api/logout", Some(&cookie), None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let removal = r.set_cookie().ok_or("logout clears the cookie")?;
+    assert!(removal.starts_with("id=;"), "{removal}");
+    assert!(removal.contains("Max-Age=0"), "{removal}");
+    assert!(store.is_empty());
+
+    // Replaying the old cookie is anonymous.
+    let r = get(&app, "/api/me", Some(&cookie)).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let r = get(&app, "/api/data", Some(&cookie)).await;
+    assert_eq!(r.json(), json!({}));
+    Ok(())
+}
+
+#[tokio::test]
+async fn anonymous_cart_gets_a_cookie_only_when_written() -> TestResult {
+    let (app, _handles, store) = memory_app().await?;
+    let r = get(&app, "/api/data", None).await;
+    assert_eq!((r.status, r.json()), (StatusCode::OK, json!({})));
+    assert_eq!(r.set_cookie(), None);
+
+    let r = send(
+        &app,
+        Method::PUT,
+        "/api/data/cart",
+        None,
+        Some(json!(["apple"])),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let anon = r.cookie_pair().ok_or("the first write sets a cookie")?;
+    assert_eq!(store.len(), 1);
+
+    let r = send(
+        &app,
+        Method::PUT,
+        "/api/data/cart",
+        Some(&anon),
+        Some(json!(["apple", "pear"])),
+    )
+    .await;
+    assert_eq!((r.status, r.set_cookie()), (StatusCode::NO_CONTENT, None));
+    let r = get(&app, "/api/data", Some(&anon)).await;
+    assert_eq!(r.json(), json!({"cart": ["apple", "pear"]}));
+    assert_eq!(
+        get(&app, "/api/me", Some(&anon)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // Signing in keeps the cart under a new ID; the anonymous ID is dead.
+    assert_eq!(
+        register(&app, "carol", "carol's password").await.status,
+        StatusCode::CREATED
+    );
+    let r = post(
+        &app,
+        "/api/login",
+        Some(&anon),
+        json!({"username": "carol", "password": "carol's password"}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let signed_in = r.cookie_pair().ok_or("login sets a cookie")?;
+    assert_ne!(signed_in, anon);
+    assert_eq!(
+        get(&app, "/api/data", Some(&signed_in)).await.json(),
+        json!({"cart": ["apple", "pear"]})
+    );
+    assert_eq!(get(&app, "/api/data", Some(&anon)).await.json(), json!({}));
+    assert_eq!(store.len(), 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn remember_me_sets_max_age() -> TestResult {
+    let (app, _handles, _store) = memory_app().await?;
+    register(&app, "dave", "dave's password").await;
+    let r = login(&app, "dave", "dave's password", true).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let c = r.set_cookie().ok_or("cookie")?;
+    let max_age: u64 = c
+        .split("; ")
+        .find_map(|a| a.strip_prefix("Max-Age="))
+        .ok_or("Max-Age")?
+        .parse()?;
+    assert!(max_age > 24 * 3600 && max_age <= 400 * 24 * 3600, "{c}");
+    assert!(c.contains("; Expires="), "{c}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn secure_cookies_option_keeps_host_prefix() -> TestResult {
+    let opts = DemoOptions {
+        secure_cookies: true,
+        ..DemoOptions::default()
+    };
+    let (app, _handles) = build_app_with_stores(Stores::memory(), &opts).await?;
+    let r = send(&app, Method::PUT, "/api/data/k", None, Some(json!(1))).await;
+    let c = r.set_cookie().ok_or("cookie")?;
+    assert!(c.starts_with("__Host-id=") && c.contains("; Secure"), "{c}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn healthz_and_anonymous_reads_set_no_cookie() -> TestResult {
+    let (app, _handles, _store) = memory_app().await?;
+    let r = get(&app, "/healthz", None).await;
+    assert_eq!((r.status, &r.body[..]), (StatusCode::OK, &b"ok"[..]));
+    assert_eq!(r.set_cookie(), None);
+    // Not even a malformed or unknown cookie is looked at.
+    for cookie in [
+        "id=garbage",
+        "id=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+    ] {
+        let r = get(&app, "/healthz", Some(cookie)).await;
+        assert_eq!((r.status, r.set_cookie()), (StatusCode::OK, None));
+    }
+    let r = get(&app, "/api/data", None).await;
+    assert_eq!((r.status, r.set_cookie()), (StatusCode::OK, None));
+    let r = get(&app, "/api/me", None).await;
+    assert_eq!((r.status, r.set_cookie()), (StatusCode::UNAUTHORIZED, None));
+    let r = get(&app, "/", None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.set_cookie(), None);
+    assert!(
+        r.headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/html"))
+    );
+    assert!(String::from_utf8_lossy(&r.body).contains("/api/login"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn cookieless_traffic_creates_no_sessions() -> TestResult {
+    let (app, _handles, store) = memory_app().await?;
+    for _ in 0..10_000 {
+        let r = get(&app, "/api/data", None).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.set_cookie(), None);
+    }
+    let r = send(&app, Method::POST, "/api/logout", None, None).await;
+    assert_eq!((r.status, r.set_cookie()), (StatusCode::NO_CONTENT, None));
+    assert_eq!(store.len(), 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn data_keys_are_checked() -> TestResult {
+    let (app, _handles, _store) = memory_app().await?;
+    let long = "k".repeat(129);
+    let r = send(
+        &app,
+        Method::PUT,
+        &format!("/api/data/{long}"),
+        None,
+        Some(json!(1)),
+    )
+    .await;
+    assert_json_error(&r, StatusCode::BAD_REQUEST);
+    assert_eq!(error_of(&r), "key must be 1 to 128 characters long");
+    assert_eq!(r.set_cookie(), None);
+    let r = send(
+        &app,
+        Method::DELETE,
+        &format!("/api/data/{long}"),
+        None,
+        None,
+    )
+    .await;
+    assert_json_error(&r, StatusCode::BAD_REQUEST);
+
+    // 128 characters is fine, and keys are percent-decoded.
+    let ok = "k".repeat(128);
+    let r = send(
+        &app,
+        Method::PUT,
+        &format!("/api/data/{ok}"),
+        None,
+        Some(json!(1)),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let cookie = r.cookie_pair().ok_or("cookie")?;
+    let r = send(
+        &app,
+        Method::PUT,
+        "/api/data/a%20b",
+        Some(&cookie),
+        Some(json!(2)),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let data = get(&app, "/api/data", Some(&cookie)).await.json();
+    assert_eq!(data, json!({ ok: 1, "a b": 2 }));
+    Ok(())
+}
+
+#[tokio::test]
+async fn json_bodies_are_checked() -> TestResult {
+    let (app, _handles, _store) = memory_app().await?;
+    // No JSON content type: 415, as axum's Json answers.
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri("/api/register")
+        .header(header::CONTENT_TYPE, "text/plain")
+        .body(Body::from(r#"{"username":"eve","password":"12345678"}"#))?;
+    assert_json_error(&raw(&app, req).await, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let req = Request::builder()
+        .method(Method::PUT)
+        .uri("/api/data/k")
+        .body(Body::from("1"))?;
+    let r = raw(&app, req).await;
+    assert_json_error(&r, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(r.set_cookie(), None);
+
+    // Malformed JSON: 400; wrong shape: 422.
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri("/api/login")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from("{not json"))?;
+    assert_json_error(&raw(&app, req).await, StatusCode::BAD_REQUEST);
+    let r = post(&app, "/api/register", None, json!({"username": "eve"})).await;
+    assert_json_error(&r, StatusCode::UNPROCESSABLE_ENTITY);
+
+    // Bodies over 64 KiB: 413.
+    let big = Value::String("x".repeat(64 * 1024));
+    let r = send(&app, Method::PUT, "/api/data/big", None, Some(big)).await;
+    assert_json_error(&r, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(r.set_cookie(), None);
+    Ok(())
+}
+
+#[tokio::test]
+async fn unknown_routes_are_json_404() -> TestResult {
+    let (app, _handles, _store) = memory_app().await?;
+    let r = get(&app, "/api/nope", None).await;
+    assert_json_error(&r, StatusCode::NOT_FOUND);
+    assert_eq!(r.set_cookie(), None);
+    Ok(())
+}
+
+#[tokio::test]
+async fn multibyte_keys_within_the_byte_limit() -> TestResult {
+    let (app, _handles, _store) = memory_app().await?;
+    // 128 two-byte characters: 256 bytes, accepted.
+    let ok = "é".repeat(128);
+    let r = send(
+        &app,
+        Method::PUT,
+        &format!("/api/data/{ok}"),
+        None,
+        Some(json!(1)),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    // 100 four-byte characters: 400 bytes, refused with a clear message.
+    let big = "😀".repeat(100);
+    let r = send(
+        &app,
+        Method::PUT,
+        &format!("/api/data/{big}"),
+        None,
+        Some(json!(1)),
+    )
+    .await;
+    assert_json_error(&r, StatusCode::BAD_REQUEST);
+    assert_eq!(error_of(&r), "key must be at most 256 bytes of UTF-8");
+    Ok(())
+}
