@@ -36,7 +36,10 @@ async fn two_instances(service: &str, url: &str) {
         (Ok(a), Ok(b)) => (a, b),
         (Err(e), _) | (_, Err(e)) => return skip_service(service, &e),
     };
-    let name = format!("user{}", std::process::id());
+    // One name per scenario: scenarios share backends, and logging out
+    // everywhere in one must not sign out the other's user.
+    let tag: String = service.chars().filter(char::is_ascii_alphanumeric).collect();
+    let name = format!("u{tag}{}", std::process::id());
     assert_eq!(register(&a, &name, "correct horse").await.status, 201);
 
     // Sign in on A, read and write on B, read B's write on A.
