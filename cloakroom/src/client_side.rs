@@ -53,9 +53,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use http::HeaderMap;
+use http::HeaderValue;
 
-use crate::cookie::{CookieLookup, MAX_COOKIE_BYTES, find_cookie};
+use crate::cookie::{CookieLookup, MAX_COOKIE_BYTES, find_cookie_in};
 use crate::crypto::Keyring;
 use crate::expiry::Timestamp;
 use crate::id::StorageKey;
@@ -260,8 +260,8 @@ pub(crate) enum Presented {
 }
 
 /// Reads the (possibly chunked) session cookie. Nothing is decrypted here.
-pub(crate) fn presented(headers: &HeaderMap, name: &str, max_chunks: usize) -> Presented {
-    let first = match find_cookie(headers, name) {
+pub(crate) fn presented(headers: &[HeaderValue], name: &str, max_chunks: usize) -> Presented {
+    let first = match find_cookie_in(headers, name) {
         CookieLookup::Absent => return Presented::Absent,
         CookieLookup::Duplicate => return Presented::Rejected { chunks: 1 },
         CookieLookup::Found(v) => v,
@@ -283,7 +283,7 @@ pub(crate) fn presented(headers: &HeaderMap, name: &str, max_chunks: usize) -> P
     }
     let mut text = head.to_owned();
     for i in 1..count {
-        match find_cookie(headers, &chunk_name(name, i)) {
+        match find_cookie_in(headers, &chunk_name(name, i)) {
             CookieLookup::Found(v) => text.push_str(v),
             _ => return Presented::Rejected { chunks: count },
         }

@@ -366,8 +366,16 @@ impl fmt::Debug for CookieLookup<'_> {
 /// ```
 #[must_use]
 pub fn find_cookie<'a>(headers: &'a HeaderMap, name: &str) -> CookieLookup<'a> {
+    find_cookie_in(headers.get_all(http::header::COOKIE), name)
+}
+
+/// [`find_cookie`] over `Cookie` header values already taken from a request.
+pub(crate) fn find_cookie_in<'a>(
+    values: impl IntoIterator<Item = &'a HeaderValue>,
+    name: &str,
+) -> CookieLookup<'a> {
     let mut found = CookieLookup::Absent;
-    for header in headers.get_all(http::header::COOKIE) {
+    for header in values {
         let Ok(text) = header.to_str() else { continue };
         for pair in text.split(';') {
             let Some((n, v)) = pair.split_once('=') else {
@@ -388,6 +396,45 @@ pub fn find_cookie<'a>(headers: &'a HeaderMap, name: &str) -> CookieLookup<'a> {
         }
     }
     found
+}
+
+/// The `Cookie` headers of a request, kept (cheaply: header values share
+/// the request's buffer) so that they are only parsed when the session is
+/// used. Nearly every request has at most one.
+#[derive(Debug, Clone, Default)]
+pub(crate) enum RawCookies {
+    /// No `Cookie` header.
+    #[default]
+    None,
+    /// One `Cookie` header.
+    One(HeaderValue),
+    /// Several (HTTP/2 clients may split them).
+    Many(Vec<HeaderValue>),
+}
+
+impl RawCookies {
+    /// Takes the `Cookie` headers of `headers`.
+    pub(crate) fn of(headers: &HeaderMap) -> Self {
+        let mut all = headers.get_all(http::header::COOKIE).iter();
+        match (all.next(), all.next()) {
+            (None, _) => Self::None,
+            (Some(one), None) => Self::One(one.clone()),
+            (Some(a), Some(b)) => {
+                let mut v = vec![a.clone(), b.clone()];
+                v.extend(all.cloned());
+                Self::Many(v)
+            }
+        }
+    }
+
+    /// The header values, in request order.
+    pub(crate) fn values(&self) -> &[HeaderValue] {
+        match self {
+            Self::None => &[],
+            Self::One(v) => std::slice::from_ref(v),
+            Self::Many(v) => v,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -226,17 +226,17 @@ fn failure_response<B: From<String>>(
 /// The peer address, if the server put it in the request extensions (axum's
 /// `ConnectInfo`). Forwarded headers are not trusted: behind a proxy, pass
 /// the address to [`Session::login_with`](crate::Session::login_with).
-fn client_ip<B>(req: &Request<B>) -> Option<String> {
+fn client_ip<B>(req: &Request<B>) -> Option<std::net::IpAddr> {
     #[cfg(feature = "axum")]
     {
         if let Some(info) = req
             .extensions()
             .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         {
-            return Some(info.0.ip().to_string());
+            return Some(info.0.ip());
         }
     }
     req.extensions()
         .get::<std::net::SocketAddr>()
-        .map(|a| a.ip().to_string())
+        .map(std::net::SocketAddr::ip)
 }

@@ -25,6 +25,7 @@
 //! all limited, and anything malformed is [`DecodeError`], never a panic.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -64,11 +65,36 @@ pub struct Device {
     pub ip: Option<String>,
 }
 
+/// A value's key: UTF-8, checked when it entered the record, sharing the
+/// decoded buffer. Ordered and looked up as bytes, which orders exactly as
+/// `str` does.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Key(Bytes);
+
+impl Key {
+    fn as_str(&self) -> &str {
+        // Every constructor checks UTF-8, so the fallback never shows.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl std::borrow::Borrow<[u8]> for Key {
+    fn borrow(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
 /// Everything a store keeps for one session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Record {
-    data: BTreeMap<String, Bytes>,
+    data: BTreeMap<Key, Bytes>,
     /// Incremented by every save; the compare-and-swap token.
     pub version: u64,
     /// When the session was created. Fixes the absolute deadline.
@@ -154,7 +180,7 @@ impl Record {
     /// The encoded bytes of one value.
     #[must_use]
     pub fn get_raw(&self, key: &str) -> Option<&Bytes> {
-        self.data.get(key)
+        self.data.get(key.as_bytes())
     }
 
     /// Decodes one value into `T`.
@@ -164,7 +190,10 @@ impl Record {
     /// [`DecodeError::Value`] when the stored value is not a `T` (the value
     /// itself is left as it was).
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, DecodeError> {
-        self.data.get(key).map(|raw| decode_value(raw)).transpose()
+        self.data
+            .get(key.as_bytes())
+            .map(|raw| decode_value(raw))
+            .transpose()
     }
 
     /// Stores already-encoded value bytes (from [`encode_value`]).
@@ -175,7 +204,7 @@ impl Record {
     /// [`MAX_KEY_BYTES`]; the record is unchanged.
     pub fn insert_raw(&mut self, key: String, value: Bytes) -> Result<(), DecodeError> {
         check_key(&key)?;
-        self.data.insert(key, value);
+        self.data.insert(Key(Bytes::from(key)), value);
         Ok(())
     }
 
@@ -191,13 +220,15 @@ impl Record {
         value: &T,
     ) -> Result<(), DecodeError> {
         check_key(key)?;
-        self.data.insert(key.to_owned(), encode_value(value)?);
+        let value = encode_value(value)?;
+        self.data
+            .insert(Key(Bytes::copy_from_slice(key.as_bytes())), value);
         Ok(())
     }
 
     /// Removes one value, returning its encoded bytes.
     pub fn remove(&mut self, key: &str) -> Option<Bytes> {
-        self.data.remove(key)
+        self.data.remove(key.as_bytes())
     }
 
     /// Removes every value (metadata stays).
@@ -207,7 +238,7 @@ impl Record {
 
     /// The keys, in order.
     pub fn keys(&self) -> impl Iterator<Item = &str> {
-        self.data.keys().map(String::as_str)
+        self.data.keys().map(Key::as_str)
     }
 
     /// Number of values.
@@ -225,7 +256,11 @@ impl Record {
     /// The record in the binary format described in the module docs.
     #[must_use]
     pub fn encode(&self) -> Bytes {
-        let data_len: usize = self.data.iter().map(|(k, v)| 6 + k.len() + v.len()).sum();
+        let data_len: usize = self
+            .data
+            .iter()
+            .map(|(k, v)| 6 + k.0.len() + v.len())
+            .sum();
         let mut out = BytesMut::with_capacity(64 + data_len);
         out.put_u8(FORMAT_VERSION);
         out.put_u64(self.version);
@@ -265,8 +300,8 @@ impl Record {
         }
         out.put_u32(len_u32(self.data.len()));
         for (k, v) in &self.data {
-            out.put_u16(u16::try_from(k.len()).unwrap_or(u16::MAX));
-            out.put_slice(k.as_bytes());
+            out.put_u16(u16::try_from(k.0.len()).unwrap_or(u16::MAX));
+            out.put_slice(&k.0);
             out.put_u32(len_u32(v.len()));
             out.put_slice(v);
         }
@@ -288,7 +323,7 @@ impl Record {
             + self
                 .data
                 .iter()
-                .map(|(k, v)| 6 + k.len() + v.len())
+                .map(|(k, v)| 6 + k.0.len() + v.len())
                 .sum::<usize>()
     }
 
@@ -335,8 +370,12 @@ impl Record {
             if klen == 0 || klen > MAX_KEY_BYTES {
                 return Err(DecodeError::Malformed("key length out of range"));
             }
-            let key = String::from_utf8(r.take(klen)?.to_vec())
-                .map_err(|_| DecodeError::Malformed("key is not UTF-8"))?;
+            // The key shares the record's buffer: no copy, no allocation.
+            let key = r.take(klen)?;
+            if std::str::from_utf8(&key).is_err() {
+                return Err(DecodeError::Malformed("key is not UTF-8"));
+            }
+            let key = Key(key);
             let vlen = r.u32()? as usize;
             let value = r.take(vlen)?;
             if data.insert(key, value).is_some() {

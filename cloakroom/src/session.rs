@@ -28,7 +28,8 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Arc;
+use std::net::IpAddr;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue};
@@ -38,7 +39,7 @@ use tokio::sync::Mutex;
 
 use crate::client_side::{self, ClientSessions};
 use crate::config::{Backend, Context, OnStoreFailure};
-use crate::cookie::{CookieLookup, find_cookie};
+use crate::cookie::{CookieLookup, RawCookies, find_cookie_in};
 use crate::expiry::Timestamp;
 use crate::id::{LogTag, SessionId, StorageKey};
 use crate::record::{self, DecodeError, Device, MAX_KEY_BYTES, Record};
@@ -220,11 +221,15 @@ pub struct Session {
 
 struct Inner {
     ctx: Arc<Context>,
-    incoming: Incoming,
-    /// Client-side: how many chunk cookies the request carried, so that a
-    /// smaller response can clear the rest.
-    presented_chunks: usize,
-    device: Device,
+    /// The request's `Cookie` headers, parsed on first use: a request that
+    /// never touches its session pays nothing for them.
+    cookies: RawCookies,
+    /// What the cookies held, and (client-side) how many chunk cookies the
+    /// request carried, so that a smaller response can clear the rest.
+    incoming: OnceLock<(Incoming, usize)>,
+    /// The raw `User-Agent`, turned into text only at sign-in.
+    user_agent: Option<HeaderValue>,
+    ip: Option<IpAddr>,
     state: Mutex<State>,
 }
 
@@ -244,40 +249,18 @@ impl Session {
     /// The session for a request with these headers. Never touches the
     /// store: a malformed cookie is rejected here (S5, S16), a well-formed
     /// one is looked up on first use.
-    pub(crate) fn from_headers(ctx: Arc<Context>, headers: &HeaderMap, ip: Option<String>) -> Self {
-        let mut presented_chunks = 1;
-        let incoming = if let Backend::Client(client) = &ctx.backend {
-            match client_side::presented(headers, ctx.cookie.name(), client.max_chunks) {
-                client_side::Presented::Absent => Incoming::Absent,
-                client_side::Presented::Sealed { text, chunks } => {
-                    presented_chunks = chunks;
-                    Incoming::Sealed(text)
-                }
-                client_side::Presented::Rejected { chunks } => {
-                    presented_chunks = chunks;
-                    metrics::counter!("cloakroom_invalid_cookies_total", "reason" => "malformed")
-                        .increment(1);
-                    tracing::warn!(
-                        event = "invalid",
-                        reason = "malformed or duplicated session cookie",
-                        "session cookie rejected"
-                    );
-                    Incoming::Rejected
-                }
-            }
-        } else {
-            Self::server_incoming(headers, ctx.cookie.name())
-        };
-        let user_agent = headers
-            .get(http::header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .map(|s| record::truncate_utf8(s, 512).to_owned());
+    pub(crate) fn from_headers(
+        ctx: Arc<Context>,
+        headers: &HeaderMap,
+        ip: Option<IpAddr>,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 ctx,
-                incoming,
-                presented_chunks,
-                device: Device { user_agent, ip },
+                cookies: RawCookies::of(headers),
+                incoming: OnceLock::new(),
+                user_agent: headers.get(http::header::USER_AGENT).cloned(),
+                ip,
                 state: Mutex::new(State {
                     loaded: false,
                     epoch: 0,
@@ -293,8 +276,42 @@ impl Session {
         }
     }
 
-    fn server_incoming(headers: &HeaderMap, name: &str) -> Incoming {
-        match find_cookie(headers, name) {
+    /// What the request's cookies hold, parsed on first call.
+    fn incoming(&self) -> &Incoming {
+        &self.parsed_cookies().0
+    }
+
+    /// Client-side: how many chunk cookies the request carried.
+    fn presented_chunks(&self) -> usize {
+        self.parsed_cookies().1
+    }
+
+    fn parsed_cookies(&self) -> &(Incoming, usize) {
+        self.inner.incoming.get_or_init(|| {
+            let inner = &self.inner;
+            let cookies = inner.cookies.values();
+            let Backend::Client(client) = &inner.ctx.backend else {
+                return (Self::server_incoming(cookies, inner.ctx.cookie.name()), 1);
+            };
+            match client_side::presented(cookies, inner.ctx.cookie.name(), client.max_chunks) {
+                client_side::Presented::Absent => (Incoming::Absent, 1),
+                client_side::Presented::Sealed { text, chunks } => (Incoming::Sealed(text), chunks),
+                client_side::Presented::Rejected { chunks } => {
+                    metrics::counter!("cloakroom_invalid_cookies_total", "reason" => "malformed")
+                        .increment(1);
+                    tracing::warn!(
+                        event = "invalid",
+                        reason = "malformed or duplicated session cookie",
+                        "session cookie rejected"
+                    );
+                    (Incoming::Rejected, chunks)
+                }
+            }
+        })
+    }
+
+    fn server_incoming(cookies: &[HeaderValue], name: &str) -> Incoming {
+        match find_cookie_in(cookies, name) {
             CookieLookup::Absent => Incoming::Absent,
             CookieLookup::Duplicate => {
                 metrics::counter!("cloakroom_invalid_cookies_total", "reason" => "duplicate")
@@ -342,12 +359,12 @@ impl Session {
         if state.loaded {
             return Ok(());
         }
-        if let (Incoming::Sealed(text), Some(client)) = (&self.inner.incoming, self.client()) {
+        if let (Incoming::Sealed(text), Some(client)) = (self.incoming(), self.client()) {
             return self.open_sealed(state, client, text).await;
         }
-        let (Incoming::Id(id), Some(store)) = (&self.inner.incoming, self.store()) else {
+        let (Incoming::Id(id), Some(store)) = (self.incoming(), self.store()) else {
             state.loaded = true;
-            if matches!(self.inner.incoming, Incoming::Rejected) {
+            if matches!(self.incoming(), Incoming::Rejected) {
                 // Clear the bad cookie unless this request sets a new one.
                 state.cookie = CookieAction::Remove;
             }
@@ -626,7 +643,7 @@ impl Session {
     /// unchanged.
     pub async fn destroy(&self) -> Result<(), SessionError> {
         let mut state = self.inner.state.lock().await;
-        let key = match (&state.current, &self.inner.incoming) {
+        let key = match (&state.current, self.incoming()) {
             (Some(c), _) => Some(c.key),
             (None, Incoming::Id(id)) if !state.loaded => Some(id.storage_key()),
             _ => None,
@@ -638,7 +655,7 @@ impl Session {
             tracing::info!(event = "destroyed", "session destroyed");
             metrics::counter!("cloakroom_sessions_destroyed_total").increment(1);
         }
-        let had_cookie = !matches!(self.inner.incoming, Incoming::Absent)
+        let had_cookie = !matches!(self.incoming(), Incoming::Absent)
             || matches!(state.cookie, CookieAction::Set);
         state.loaded = true;
         state.current = None;
@@ -725,8 +742,15 @@ impl Session {
         record.user = Some(user);
         record.auth_time = Some(now);
         record.device = Device {
-            user_agent: self.inner.device.user_agent.clone(),
-            ip: options.ip.or_else(|| self.inner.device.ip.clone()),
+            user_agent: self
+                .inner
+                .user_agent
+                .as_ref()
+                .and_then(|v| v.to_str().ok())
+                .map(|s| record::truncate_utf8(s, 512).to_owned()),
+            ip: options
+                .ip
+                .or_else(|| self.inner.ip.map(|ip| ip.to_string())),
         };
         if let Some(client) = self.client() {
             if let (Some(epochs), Some(user)) = (client.epochs(), &record.user) {
@@ -919,7 +943,7 @@ impl Session {
         if record.is_empty() && record.user.is_none() {
             // Nothing worth a cookie (S8).
             state.current = None;
-            if !matches!(self.inner.incoming, Incoming::Absent) {
+            if !matches!(self.incoming(), Incoming::Absent) {
                 state.cookie = CookieAction::Remove;
             } else {
                 state.cookie = CookieAction::None;
@@ -984,7 +1008,7 @@ impl Session {
             (CookieAction::Remove | CookieAction::Set, None) => out.push(cookie.removal_cookie()),
             _ => return out,
         }
-        for i in sent.max(1)..self.inner.presented_chunks {
+        for i in sent.max(1)..self.presented_chunks() {
             out.push(
                 cookie
                     .clone()

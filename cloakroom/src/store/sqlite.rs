@@ -68,7 +68,8 @@ impl SqliteStoreBuilder {
         self
     }
 
-    /// Most idle read connections kept open (default 4).
+    /// Most reads run at once, each on its own pooled connection (default
+    /// 4); further reads wait for a free connection.
     pub fn max_readers(mut self, n: usize) -> Self {
         self.max_readers = n.max(1);
         self
@@ -104,6 +105,7 @@ impl SqliteStoreBuilder {
                 writer: Mutex::new(tx),
                 readers: Mutex::new(Vec::new()),
                 max_readers: self.max_readers,
+                read_permits: Arc::new(tokio::sync::Semaphore::new(self.max_readers)),
             }),
         })
     }
@@ -132,6 +134,11 @@ struct Inner {
     writer: Mutex<mpsc::Sender<Job>>,
     readers: Mutex<Vec<Connection>>,
     max_readers: usize,
+    /// At most `max_readers` reads run at once: under load the others wait
+    /// for a pooled connection instead of each opening a fresh one.
+    /// The permit moves into the blocking task, so a cancelled request does
+    /// not free its slot before its read is done.
+    read_permits: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -187,8 +194,16 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
+        let permit = self
+            .inner
+            .read_permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::unavailable("the SQLite store is closed"))?;
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let conn = inner
                 .readers
                 .lock()
