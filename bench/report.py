@@ -10,14 +10,21 @@ ENDPOINTS = ["read", "write", "plain"]
 CEILING = "axum-baseline"
 EXPRESS = "express-session"
 # The peer each cloakroom setup is judged against (PERFORMANCE.md).
-PEER = {"cloakroom-memory": "tower-sessions-memory", "cloakroom-cookie": "actix-cookie"}
+PEER = {
+    "cloakroom-memory": "tower-sessions-memory",
+    "cloakroom-cookie": "actix-cookie",
+    "cloakroom-redis": "actix-redis",
+}
 DESCRIBE = {
     "axum-baseline": "axum 0.8, no session layer (the ceiling)",
     "cloakroom-memory": "cloakroom MemoryStore",
     "cloakroom-sqlite": "cloakroom SqliteStore (temp file)",
     "cloakroom-cookie": "cloakroom client-side sealed cookie",
     "tower-sessions-memory": "tower-sessions 0.14 MemoryStore",
+    "cloakroom-redis": "cloakroom RedisStore (private redis-server)",
+    "cloakroom-postgres": "cloakroom PostgresStore (default pool)",
     "tower-sessions-redis": "tower-sessions RedisStore (fred)",
+    "redis-benchmark": "redis-benchmark GET (/read) and SET (/write), 200-byte values, as many clients as wrk connections",
     "actix-cookie": "actix-session CookieSessionStore",
     "actix-redis": "actix-session RedisSessionStore",
     "express-session": "express 4 + express-session MemoryStore",
@@ -177,7 +184,21 @@ def main():
                     pass
                 break
         check("SQLite /write p99 (ms)", ms, 20, "<")
-    targets.append("| Redis / PostgreSQL targets | – | – | not measured: cloakroom-redis/-postgres are not in this benchmark (see README) |")
+    if "cloakroom-redis" in setups:
+        cr = "cloakroom-redis"
+        check("Redis /read ÷ redis-benchmark GET", ratio(rps(res, cr, "read"), rps(res, "redis-benchmark", "read")), 0.9)
+        check("Redis /read ÷ actix-session Redis", ratio(rps(res, cr, "read"), rps(res, "actix-redis", "read")), 1.0)
+        check("Redis /write ÷ actix-session Redis", ratio(rps(res, cr, "write"), rps(res, "actix-redis", "write")), 1.15)
+    if "cloakroom-postgres" in setups:
+        # tower-sessions' sqlx store cannot be built into the bench binary
+        # (sqlx next to rusqlite): compare with PERFORMANCE.md's figure,
+        # across runs, so only as a rough check.
+        ref = 6922 if os.environ.get("SESSIONS", "1") == "64" else 3643
+        check(
+            f"PostgreSQL /write ÷ PERFORMANCE.md's tower-sessions Postgres ({ref} req/s; across runs)",
+            ratio(rps(res, "cloakroom-postgres", "write"), ref),
+            3,
+        )
     targets.append("| SQLite /write ÷ tower-sessions sqlx SQLite | – | ≥ 10 | not measured: sqlx's and rusqlite's bundled SQLite cannot link into one binary |")
     out.append("## Targets (PERFORMANCE.md) this run can judge\n")
     out.append("| target | measured | goal | |")

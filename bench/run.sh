@@ -14,6 +14,8 @@
 #   ENDPOINTS ["read write plain"]
 #   BASE_PORT [18100]  servers listen on 127.0.0.1:BASE_PORT+i
 #   REDIS_PORT [16390] private redis-server for the redis peers
+#   PG_URL [postgres://postgres@127.0.0.1:5432/test]  PostgreSQL for the
+#                    postgres setups (skipped when psql cannot reach it)
 #   SKIP_BUILD [0]   1 = use the binaries already built
 #   MAX_LOAD [1.5]   wait (up to LOAD_WAIT seconds [600]) for the 1-minute
 #                    load average to drop below this before starting
@@ -32,13 +34,15 @@ SESSIONS=${SESSIONS:-1}
 ENDPOINTS=${ENDPOINTS:-"read write plain"}
 BASE_PORT=${BASE_PORT:-18100}
 REDIS_PORT=${REDIS_PORT:-16390}
+PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432/test}
 SKIP_BUILD=${SKIP_BUILD:-0}
 MAX_LOAD=${MAX_LOAD:-1.5}
 LOAD_WAIT=${LOAD_WAIT:-600}
 RESULTS=${RESULTS:-$HERE/results/latest.md}
 
 RUST_SETUPS=(axum-baseline cloakroom-memory cloakroom-sqlite cloakroom-cookie
-  tower-sessions-memory tower-sessions-redis actix-cookie actix-redis)
+  cloakroom-redis cloakroom-postgres tower-sessions-memory tower-sessions-redis
+  actix-cookie actix-redis)
 NODE_SETUPS=(express-session cookie-session)
 DEMO_SETUPS=(demo-server-memory demo-cookie)
 ALL_SETUPS=("${RUST_SETUPS[@]}" "${NODE_SETUPS[@]}" "${DEMO_SETUPS[@]}")
@@ -49,6 +53,8 @@ is_in() { local x=$1; shift; local y; for y in "$@"; do [[ $x == "$y" ]] && retu
 
 HAVE_REDIS=0
 command -v redis-server >/dev/null && command -v redis-cli >/dev/null && HAVE_REDIS=1
+HAVE_PG=0
+command -v psql >/dev/null && psql "$PG_URL" -qtAc 'SELECT 1' >/dev/null 2>&1 && HAVE_PG=1
 
 # ---- which setups --------------------------------------------------------
 if (($# > 0)); then
@@ -65,6 +71,13 @@ if ((WANT_REDIS && !HAVE_REDIS)); then
   log "redis-server not installed: skipping the redis peers"
   filtered=(); for s in "${SETUPS[@]}"; do [[ $s == *-redis ]] || filtered+=("$s"); done
   SETUPS=("${filtered[@]}"); WANT_REDIS=0
+fi
+if ((!HAVE_PG)); then
+  filtered=()
+  for s in "${SETUPS[@]}"; do
+    if [[ $s == *-postgres ]]; then log "PostgreSQL unreachable at $PG_URL: skipping $s"; else filtered+=("$s"); fi
+  done
+  SETUPS=("${filtered[@]}")
 fi
 NEED_RUST=0 NEED_NODE=0 NEED_DEMO=0
 for s in "${SETUPS[@]}"; do
@@ -88,7 +101,8 @@ DEMO_BIN=$ROOT/target/release/cloakroom
 if [[ $SKIP_BUILD != 1 ]]; then
   if ((NEED_RUST)); then
     log "building bench servers (release)"
-    features=(); ((HAVE_REDIS)) && features=(--features redis-peers)
+    feats=""; ((HAVE_REDIS)) && feats="redis-peers"; ((HAVE_PG)) && feats="$feats pg-peers"
+    features=(); [[ -n $feats ]] && features=(--features "${feats# }")
     cargo build --release --manifest-path "$HERE/Cargo.toml" "${features[@]}"
   fi
   if ((NEED_DEMO)); then
@@ -195,7 +209,8 @@ start_server() { # setup port; run in the background: exec, so $! is the server
       RUST_LOG=warn exec "$DEMO_BIN" --store memory: --mode cookie --keys "$("$DEMO_BIN" keygen)" \
         --addr "127.0.0.1:$port" ;;
     *)
-      exec "$BENCH_BIN" --setup "$s" --port "$port" --redis-url "redis://127.0.0.1:$REDIS_PORT" ;;
+      exec "$BENCH_BIN" --setup "$s" --port "$port" --redis-url "redis://127.0.0.1:$REDIS_PORT" \
+        --pg-url "$PG_URL" ;;
   esac
 }
 
@@ -282,13 +297,27 @@ for s in "${SETUPS[@]}"; do
   for ep in $ENDPOINTS; do wrk_run "$s" "$ep" "$port"; done
   stop_pid "$SERVER_PID"; SERVER_PID=""
 done
+# Raw Redis, the reference for the Redis targets: GET and SET with as many
+# clients as wrk has connections, against the same private redis-server.
+if ((WANT_REDIS)) && command -v redis-benchmark >/dev/null; then
+  log "redis-benchmark GET/SET, $CONNS clients"
+  rb=$(redis-benchmark -p "$REDIS_PORT" -c "$CONNS" -n 300000 -t get,set -d 200 --csv 2>/dev/null || true)
+  for pair in "GET read" "SET write"; do
+    set -- $pair
+    v=$(awk -F'"' -v op="$1" '$2 == op {print $4}' <<<"$rb")
+    p=$(awk -F'"' -v op="$1" '$2 == op {print $14}' <<<"$rb")
+    printf 'redis-benchmark\t%s\t%s\t%s\t0\t\t\n' "$2" "${v:-0}" "${p:+${p}ms}" >>"$TSV"
+    log "  redis-benchmark $1: ${v:-?} req/s"
+  done
+  SETUPS+=(redis-benchmark)
+fi
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---- report --------------------------------------------------------------------
 versions() {
   if [[ -f $HERE/Cargo.lock ]]; then
     awk '/^name = / {n=$3} /^version = / {v=$3; gsub(/"/,"",n); gsub(/"/,"",v);
-      if (n ~ /^(axum|tokio|hyper|tower-sessions|tower-sessions-core|tower-sessions-memory-store|tower-sessions-redis-store|fred|actix-web|actix-session|redis|rusqlite)$/) printf "%s %s, ", n, v}' \
+      if (n ~ /^(axum|tokio|hyper|tower-sessions|tower-sessions-core|tower-sessions-memory-store|tower-sessions-redis-store|tower-sessions-sqlx-store|sqlx|fred|actix-web|actix-session|redis|rusqlite)$/) printf "%s %s, ", n, v}' \
       "$HERE/Cargo.lock" | sed 's/, $//'
   fi
   if [[ -f $HERE/node/package-lock.json ]]; then

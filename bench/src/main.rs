@@ -24,6 +24,10 @@ const SETUPS: &[&str] = &[
     "cloakroom-cookie",
     "tower-sessions-memory",
     #[cfg(feature = "redis-peers")]
+    "cloakroom-redis",
+    #[cfg(feature = "pg-peers")]
+    "cloakroom-postgres",
+    #[cfg(feature = "redis-peers")]
     "tower-sessions-redis",
     "actix-cookie",
     #[cfg(feature = "redis-peers")]
@@ -32,7 +36,7 @@ const SETUPS: &[&str] = &[
 
 fn usage() -> ! {
     eprintln!(
-        "usage: bench-server --setup NAME --port N [--redis-url URL]\n       bench-server --list\nsetups: {}",
+        "usage: bench-server --setup NAME --port N [--redis-url URL] [--pg-url URL]\n       bench-server --list\nsetups: {}",
         SETUPS.join(", ")
     );
     std::process::exit(2)
@@ -42,12 +46,14 @@ struct Args {
     setup: String,
     port: u16,
     redis_url: String,
+    pg_url: String,
 }
 
 fn parse_args() -> Args {
     let mut setup = None;
     let mut port = None;
     let mut redis_url = "redis://127.0.0.1:6390".to_owned();
+    let mut pg_url = "postgres://postgres@127.0.0.1:5432/test".to_owned();
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -60,6 +66,7 @@ fn parse_args() -> Args {
             "--setup" => setup = it.next(),
             "--port" => port = it.next().and_then(|p| p.parse().ok()),
             "--redis-url" => redis_url = it.next().unwrap_or_else(|| usage()),
+            "--pg-url" => pg_url = it.next().unwrap_or_else(|| usage()),
             _ => usage(),
         }
     }
@@ -68,6 +75,7 @@ fn parse_args() -> Args {
             setup,
             port,
             redis_url,
+            pg_url,
         },
         _ => usage(),
     }
@@ -84,7 +92,12 @@ fn main() {
             .enable_all()
             .build()
             .expect("a tokio runtime")
-            .block_on(axum_setups::run(&args.setup, addr, &args.redis_url))
+            .block_on(axum_setups::run(
+                &args.setup,
+                addr,
+                &args.redis_url,
+                &args.pg_url,
+            ))
     };
     if let Err(e) = result {
         eprintln!("bench-server {}: {e}", args.setup);
@@ -104,8 +117,13 @@ mod axum_setups {
 
     use super::{BoxError, PAYLOAD, USER_ID};
 
-    pub async fn run(setup: &str, addr: SocketAddr, redis_url: &str) -> Result<(), BoxError> {
-        let _ = redis_url;
+    pub async fn run(
+        setup: &str,
+        addr: SocketAddr,
+        redis_url: &str,
+        pg_url: &str,
+    ) -> Result<(), BoxError> {
+        let _ = (redis_url, pg_url);
         // Keeps the SQLite file alive while serving.
         let mut _tmp = None;
         let app: Router = match setup {
@@ -126,6 +144,19 @@ mod axum_setups {
                 cloakroom_app(cloakroom::SessionLayer::builder_client_side(
                     ClientSessions::new(keyring),
                 ))?
+            }
+            #[cfg(feature = "redis-peers")]
+            "cloakroom-redis" => {
+                let store = cloakroom::store::RedisStore::builder(redis_url)
+                    .prefix("bench:")
+                    .connect()
+                    .await?;
+                cloakroom_app(cloakroom::SessionLayer::builder(store))?
+            }
+            #[cfg(feature = "pg-peers")]
+            "cloakroom-postgres" => {
+                let store = cloakroom::store::PostgresStore::connect(pg_url).await?;
+                cloakroom_app(cloakroom::SessionLayer::builder(store))?
             }
             "tower-sessions-memory" => {
                 ts_app(tower_sessions::MemoryStore::default())
