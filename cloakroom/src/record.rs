@@ -256,11 +256,7 @@ impl Record {
     /// The record in the binary format described in the module docs.
     #[must_use]
     pub fn encode(&self) -> Bytes {
-        let data_len: usize = self
-            .data
-            .iter()
-            .map(|(k, v)| 6 + k.0.len() + v.len())
-            .sum();
+        let data_len: usize = self.data.iter().map(|(k, v)| 6 + k.0.len() + v.len()).sum();
         let mut out = BytesMut::with_capacity(64 + data_len);
         out.put_u8(FORMAT_VERSION);
         out.put_u64(self.version);

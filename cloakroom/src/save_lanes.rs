@@ -1,25 +1,111 @@
-//! One save at a time per session within a process.
+//! Group commit of concurrent saves of one session within a process.
 //!
 //! Concurrent requests writing the same session would otherwise race their
 //! compare-and-swap saves: all but one fail, reload and retry, and under a
 //! burst (64 requests on one session) the retries multiply store round trips.
-//! A lane per session key serializes this process's saves of that session
-//! and remembers the record it last saved, so a queued save starts from the
-//! newest version instead of failing against it. Conflicts then only arise
-//! between processes, where the compare-and-swap and per-key merge still
-//! decide.
+//! Once a save conflicts, or while another save of the session is under way,
+//! a request files its change set in the session's lane instead. One of the
+//! waiting requests at a time leads: it takes every change set filed so far,
+//! applies them in filing order (per-key, the later one wins) on top of the
+//! record this process last saved (or a fresh load), and commits them with
+//! one compare-and-swap. Every request in the batch then gets the committed
+//! record. Conflicts only arise between processes, where the
+//! compare-and-swap and per-key merge still decide.
+//!
+//! A leader that is cancelled (its client went away) drops the batch's
+//! replies; those requests notice and file their change sets again.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use tokio::sync::oneshot;
 
 use crate::id::StorageKey;
 use crate::record::Record;
+use crate::store::StoreError;
 
 const SHARDS: usize = 64;
 
-/// The lane of one session: held while saving; holds the last record this
-/// process saved for it.
-pub(crate) type Lane = tokio::sync::Mutex<Option<Record>>;
+/// One request's changes to a session's values.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ChangeSet {
+    /// Every value was removed first.
+    pub(crate) cleared: bool,
+    /// Per key: the new encoded value, or `None` for a removal.
+    pub(crate) changes: BTreeMap<String, Option<Bytes>>,
+}
+
+impl ChangeSet {
+    /// Applies the changes to `record`.
+    pub(crate) fn apply(&self, record: &mut Record) {
+        apply(record, self.cleared, &self.changes);
+    }
+}
+
+/// Applies a change set given as its parts.
+pub(crate) fn apply(record: &mut Record, cleared: bool, changes: &BTreeMap<String, Option<Bytes>>) {
+    if cleared {
+        record.clear();
+    }
+    for (k, change) in changes {
+        match change {
+            // Keys were checked by Session::insert: this cannot fail.
+            Some(v) => {
+                let _ = record.insert_raw(k.clone(), v.clone());
+            }
+            None => {
+                record.remove(k);
+            }
+        }
+    }
+}
+
+/// What became of a change set filed in a lane.
+#[derive(Debug)]
+pub(crate) enum Saved {
+    /// Committed: the record as saved.
+    Record(Record),
+    /// The session is gone (deleted, rotated away or expired).
+    Gone,
+    /// The commit failed.
+    Failed(StoreError),
+}
+
+/// A change set waiting in a lane.
+pub(crate) struct Waiter {
+    pub(crate) changes: ChangeSet,
+    pub(crate) reply: oneshot::Sender<Saved>,
+}
+
+/// The lane of one session.
+#[derive(Default)]
+pub(crate) struct Lane {
+    queue: Mutex<Vec<Waiter>>,
+    /// Held by the request committing a batch; holds the last record this
+    /// process saved for the session, so the next batch needs no load.
+    pub(crate) leader: tokio::sync::Mutex<Option<Record>>,
+}
+
+impl Lane {
+    /// Files a change set.
+    pub(crate) fn file(&self, waiter: Waiter) {
+        self.queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(waiter);
+    }
+
+    /// Takes every change set filed so far, in filing order.
+    pub(crate) fn take(&self) -> Vec<Waiter> {
+        std::mem::take(
+            &mut *self
+                .queue
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+}
 
 type Shard = HashMap<StorageKey, Arc<Lane>>;
 
@@ -39,6 +125,13 @@ impl SaveLanes {
         self.shards[usize::from(key.0[1]) % SHARDS]
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether another request of this process holds `lane` too (is saving
+    /// or about to save the same session). A hint: it may change at once.
+    pub(crate) fn shared(lane: &Arc<Lane>) -> bool {
+        // The map's reference and the caller's.
+        Arc::strong_count(lane) > 2
     }
 
     /// The lane for `key`; give it back with [`SaveLanes::release`].
@@ -69,6 +162,39 @@ impl SaveLanes {
     }
 }
 
+/// A copy of a store error for each request of a failed batch, keeping its
+/// kind (the failure policy tells "unavailable" from the rest).
+pub(crate) fn share_error(e: &Arc<StoreError>) -> StoreError {
+    let boxed = || -> crate::store::BoxError { Box::new(SharedError(e.clone())) };
+    match &**e {
+        StoreError::Conflict => StoreError::Conflict,
+        StoreError::VersionConflict => StoreError::VersionConflict,
+        StoreError::NotFound => StoreError::NotFound,
+        StoreError::Unavailable(_) => StoreError::Unavailable(boxed()),
+        StoreError::Corrupt(_) => StoreError::Corrupt(boxed()),
+        _ => StoreError::Other(boxed()),
+    }
+}
+
+/// The source of a shared store error: the original, shown as it was.
+#[derive(Debug)]
+struct SharedError(Arc<StoreError>);
+
+impl std::fmt::Display for SharedError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match std::error::Error::source(&*self.0) {
+            Some(inner) => std::fmt::Display::fmt(inner, f),
+            None => std::fmt::Display::fmt(&self.0, f),
+        }
+    }
+}
+
+impl std::error::Error for SharedError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&*self.0).and_then(std::error::Error::source)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,7 +211,7 @@ mod tests {
             tasks.push(tokio::spawn(async move {
                 let lane = lanes.lane(&key);
                 {
-                    let _held = lane.lock().await;
+                    let _held = lane.leader.lock().await;
                     order
                         .lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner)

@@ -35,7 +35,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, oneshot};
 
 use crate::client_side::{self, ClientSessions};
 use crate::config::{Backend, Context, OnStoreFailure};
@@ -43,6 +43,7 @@ use crate::cookie::{CookieLookup, RawCookies, find_cookie_in};
 use crate::expiry::Timestamp;
 use crate::id::{LogTag, SessionId, StorageKey};
 use crate::record::{self, DecodeError, Device, MAX_KEY_BYTES, Record};
+use crate::save_lanes::{self, ChangeSet, Lane, SaveLanes, Saved, Waiter};
 use crate::store::{SessionStore, StoreError};
 
 /// How often a save is retried after a version conflict. Each retry is a
@@ -249,11 +250,7 @@ impl Session {
     /// The session for a request with these headers. Never touches the
     /// store: a malformed cookie is rejected here (S5, S16), a well-formed
     /// one is looked up on first use.
-    pub(crate) fn from_headers(
-        ctx: Arc<Context>,
-        headers: &HeaderMap,
-        ip: Option<IpAddr>,
-    ) -> Self {
+    pub(crate) fn from_headers(ctx: Arc<Context>, headers: &HeaderMap, ip: Option<IpAddr>) -> Self {
         Self {
             inner: Arc::new(Inner {
                 ctx,
@@ -1042,47 +1039,195 @@ impl Session {
         };
         let base = current.record.clone();
         let key = current.key;
-        // Fast path: one compare-and-swap, no coordination.
-        let next = self.next_record(&base, state, now)?;
-        match timed("save", store.save(&key, &next, base.version)).await {
-            Ok(()) => {
-                if let Some(c) = &mut state.current {
-                    c.record = next;
-                }
-                return Ok(());
-            }
-            Err(StoreError::VersionConflict) => {
-                metrics::counter!("cloakroom_cas_conflicts_total").increment(1);
-            }
-            Err(StoreError::NotFound) => return self.lost_race(state),
-            Err(e) => return Err(e),
-        }
-        // Contended: queue behind this process's other saves of the session
-        // and start from the newest record, so the retries do not multiply.
+        // Holding the lane (even on the fast path) tells concurrent saves of
+        // this session to batch up instead of racing this one.
         let lanes = &self.inner.ctx.save_lanes;
         let lane = lanes.lane(&key);
-        let result = {
-            let mut last_saved = lane.lock().await;
-            let newer = last_saved
-                .as_ref()
-                .filter(|r| r.version > base.version)
-                .cloned();
-            let fresh = match newer {
-                Some(r) => Some(r),
-                None => timed("load", store.load(&key)).await?,
+        if !SaveLanes::shared(&lane) {
+            // Fast path: one compare-and-swap, no coordination.
+            let fast = match self.next_record(&base, state, now) {
+                Ok(next) => match timed("save", store.save(&key, &next, base.version)).await {
+                    Ok(()) => {
+                        if let Some(c) = &mut state.current {
+                            c.record = next;
+                        }
+                        Some(Ok(()))
+                    }
+                    Err(StoreError::VersionConflict) => {
+                        metrics::counter!("cloakroom_cas_conflicts_total").increment(1);
+                        None
+                    }
+                    Err(StoreError::NotFound) => Some(self.lost_race(state)),
+                    Err(e) => Some(Err(e)),
+                },
+                Err(e) => Some(Err(e)),
             };
-            let result = match fresh {
-                Some(fresh) => self.save_from(state, store, key, fresh, now).await,
-                None => self.lost_race(state),
-            };
-            *last_saved = match (&result, &state.current) {
-                (Ok(()), Some(c)) => Some(c.record.clone()),
-                _ => None,
-            };
-            result
-        };
+            if let Some(result) = fast {
+                lanes.release(&key, lane);
+                return result;
+            }
+        }
+        // Contended: commit together with this process's other saves of the
+        // session (see `save_lanes`).
+        let saved = self.save_in_lane(&lane, key, now, state).await;
         lanes.release(&key, lane);
-        result
+        match saved {
+            Saved::Record(record) => {
+                if let Some(c) = &mut state.current {
+                    c.record = record;
+                }
+                Ok(())
+            }
+            Saved::Gone => self.lost_race(state),
+            Saved::Failed(e) => Err(e),
+        }
+    }
+
+    /// Files this request's changes in the session's lane and waits until a
+    /// batch holding them is committed, leading a batch when no one else is.
+    async fn save_in_lane(
+        &self,
+        lane: &Lane,
+        key: StorageKey,
+        now: Timestamp,
+        state: &State,
+    ) -> Saved {
+        enum Next<'a> {
+            Done(Saved),
+            Refile,
+            Lead(tokio::sync::MutexGuard<'a, Option<Record>>),
+        }
+        loop {
+            let (reply, mut rx) = oneshot::channel();
+            lane.file(Waiter {
+                changes: ChangeSet {
+                    cleared: state.cleared,
+                    changes: state.changes.clone(),
+                },
+                reply,
+            });
+            let next = tokio::select! {
+                biased;
+                r = &mut rx => match r {
+                    Ok(saved) => Next::Done(saved),
+                    // The leader holding our changes was cancelled.
+                    Err(_) => Next::Refile,
+                },
+                guard = lane.leader.lock() => Next::Lead(guard),
+            };
+            let mut last_saved = match next {
+                Next::Done(saved) => return saved,
+                Next::Refile => continue,
+                Next::Lead(guard) => guard,
+            };
+            // The previous leader may have committed our changes already.
+            match rx.try_recv() {
+                Ok(saved) => return saved,
+                Err(oneshot::error::TryRecvError::Closed) => continue,
+                Err(oneshot::error::TryRecvError::Empty) => {}
+            }
+            let batch = lane.take();
+            self.commit_batch(&mut last_saved, key, now, batch).await;
+            drop(last_saved);
+            match rx.try_recv() {
+                Ok(saved) => return saved,
+                Err(_) => continue,
+            }
+        }
+    }
+
+    /// Commits a batch of change sets with one compare-and-swap (more on
+    /// conflicts with other processes) and answers every request in it.
+    async fn commit_batch(
+        &self,
+        last_saved: &mut Option<Record>,
+        key: StorageKey,
+        now: Timestamp,
+        batch: Vec<Waiter>,
+    ) {
+        fn answer_all(batch: Vec<Waiter>, outcome: &Result<Option<Record>, Arc<StoreError>>) {
+            for w in batch {
+                let saved = match outcome {
+                    Ok(Some(r)) => Saved::Record(r.clone()),
+                    Ok(None) => Saved::Gone,
+                    Err(e) => Saved::Failed(save_lanes::share_error(e)),
+                };
+                let _ = w.reply.send(saved);
+            }
+        }
+        let Some(store) = self.store() else {
+            answer_all(batch, &Ok(None));
+            return;
+        };
+        let mut base = match last_saved.take() {
+            Some(r) => Ok(Some(r)),
+            None => timed("load", store.load(&key)).await,
+        };
+        for attempt in 0..MAX_SAVE_ATTEMPTS {
+            let record = match base {
+                Ok(Some(r)) => r,
+                Ok(None) => return answer_all(batch, &Ok(None)),
+                Err(e) => return answer_all(batch, &Err(Arc::new(e))),
+            };
+            // Apply each change set in filing order; one that would make
+            // the record too large is refused on its own.
+            let mut next = record.clone();
+            let mut accepted = Vec::with_capacity(batch.len());
+            let mut refused = Vec::new();
+            for (i, w) in batch.iter().enumerate() {
+                let mut trial = next.clone();
+                w.changes.apply(&mut trial);
+                if self.check_size(&trial).is_ok() {
+                    next = trial;
+                    accepted.push(i);
+                } else {
+                    refused.push(i);
+                }
+            }
+            next.version = record.version + 1;
+            next.idle_deadline = now.saturating_add(next.idle_timeout);
+            match timed("save", store.save(&key, &next, record.version)).await {
+                Ok(()) => {
+                    let mut replies: Vec<Option<Waiter>> = batch.into_iter().map(Some).collect();
+                    for i in refused {
+                        if let Some(w) = replies[i].take() {
+                            let mut trial = next.clone();
+                            w.changes.apply(&mut trial);
+                            let err = self
+                                .check_size(&trial)
+                                .err()
+                                .unwrap_or_else(|| StoreError::other("session record too large"));
+                            let _ = w.reply.send(Saved::Failed(err));
+                        }
+                    }
+                    let rest: Vec<Waiter> = accepted
+                        .into_iter()
+                        .filter_map(|i| replies[i].take())
+                        .collect();
+                    answer_all(rest, &Ok(Some(next.clone())));
+                    *last_saved = Some(next);
+                    return;
+                }
+                Err(StoreError::VersionConflict) => {
+                    metrics::counter!("cloakroom_cas_conflicts_total").increment(1);
+                    tracing::debug!(attempt, "session save conflicted; merging per key");
+                    if attempt >= 2 {
+                        // Jittered backoff so writers in other processes
+                        // spread out.
+                        tokio::time::sleep(backoff(attempt)).await;
+                    }
+                    base = timed("load", store.load(&key)).await;
+                }
+                Err(StoreError::NotFound) => return answer_all(batch, &Ok(None)),
+                Err(e) => return answer_all(batch, &Err(Arc::new(e))),
+            }
+        }
+        answer_all(
+            batch,
+            &Err(Arc::new(StoreError::other(format!(
+                "session save still conflicted after {MAX_SAVE_ATTEMPTS} attempts"
+            )))),
+        );
     }
 
     /// `base` with this request's changes applied, as the next version.
@@ -1098,46 +1243,6 @@ impl Session {
         next.idle_deadline = now.saturating_add(next.idle_timeout);
         self.check_size(&next)?;
         Ok(next)
-    }
-
-    /// The compare-and-swap loop of [`Session::save`].
-    async fn save_from(
-        &self,
-        state: &mut State,
-        store: &Arc<dyn SessionStore>,
-        key: StorageKey,
-        mut base: Record,
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
-        for attempt in 0..MAX_SAVE_ATTEMPTS {
-            let expected = base.version;
-            let next = self.next_record(&base, state, now)?;
-            match timed("save", store.save(&key, &next, expected)).await {
-                Ok(()) => {
-                    if let Some(c) = &mut state.current {
-                        c.record = next;
-                    }
-                    return Ok(());
-                }
-                Err(StoreError::VersionConflict) => {
-                    metrics::counter!("cloakroom_cas_conflicts_total").increment(1);
-                    tracing::debug!(attempt, "session save conflicted; merging per key");
-                    if attempt >= 2 {
-                        // Jittered backoff so a herd of writers spreads out.
-                        tokio::time::sleep(backoff(attempt)).await;
-                    }
-                    match timed("load", store.load(&key)).await? {
-                        Some(fresh) => base = fresh,
-                        None => return self.lost_race(state),
-                    }
-                }
-                Err(StoreError::NotFound) => return self.lost_race(state),
-                Err(e) => return Err(e),
-            }
-        }
-        Err(StoreError::other(format!(
-            "session save still conflicted after {MAX_SAVE_ATTEMPTS} attempts"
-        )))
     }
 
     /// The record was destroyed or rotated away while this request ran: its
@@ -1225,20 +1330,7 @@ fn check_key(key: &str) -> Result<(), SessionError> {
 }
 
 fn apply_changes(record: &mut Record, state: &State) {
-    if state.cleared {
-        record.clear();
-    }
-    for (k, change) in &state.changes {
-        match change {
-            // Keys were checked by insert(): this cannot fail.
-            Some(v) => {
-                let _ = record.insert_raw(k.clone(), v.clone());
-            }
-            None => {
-                record.remove(k);
-            }
-        }
-    }
+    save_lanes::apply(record, state.cleared, &state.changes);
 }
 
 /// Runs a store call, recording its latency (S50: no IDs in metrics).

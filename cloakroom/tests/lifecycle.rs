@@ -73,6 +73,102 @@ async fn concurrent_writes_to_one_session_all_survive_sqlite() {
     sixty_four_writers_all_land(store).await;
 }
 
+/// Concurrent writes to one session are committed in batches: far fewer
+/// store saves than requests, and no write lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writes_are_group_committed() {
+    let store = TestStore::new(MemoryStore::new());
+    let app = app_with(SessionLayer::new(store.clone()));
+    let cookie = jar(&send(&app, "POST", "/login", None).await);
+    // A slow store: every save takes a while, so writers pile up behind it.
+    store
+        .save_delay_ms
+        .store(20, std::sync::atomic::Ordering::SeqCst);
+    let before = store.writes();
+    let mut tasks = Vec::new();
+    for i in 0..64 {
+        let (app, cookie) = (app.clone(), cookie.clone());
+        tasks.push(tokio::spawn(async move {
+            let r = send(&app, "POST", &format!("/put/k{i}/v{i}"), Some(&cookie)).await;
+            assert_eq!(r.status, 204, "{}", r.body);
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let saves = store.writes() - before;
+    let keys = send(&app, "GET", "/keys", Some(&cookie)).await.body;
+    assert_eq!(keys.split(',').count(), 64, "lost updates: {keys}");
+    assert!(saves < 16, "64 writes took {saves} store saves");
+}
+
+/// In a batch, a change set that would make the record too large is
+/// refused on its own: the others in the batch still land.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_oversized_change_in_a_batch_fails_alone() {
+    let store = TestStore::new(MemoryStore::new());
+    let layer = SessionLayer::builder(store.clone())
+        .config(
+            SessionConfig::default()
+                .with_max_value_bytes(2000)
+                .with_max_record_bytes(4096),
+        )
+        .build()
+        .unwrap();
+    let app = Router::new()
+        .route(
+            "/start",
+            post(|s: Session| async move {
+                s.insert("n", &0).await?;
+                Ok::<_, SessionError>("ok")
+            }),
+        )
+        .route(
+            "/put/{i}",
+            post(
+                |s: Session, axum::extract::Path(i): axum::extract::Path<u32>| async move {
+                    s.insert(&format!("k{i}"), &"x".repeat(1500)).await?;
+                    Ok::<_, SessionError>("stored")
+                },
+            ),
+        )
+        .route(
+            "/keys",
+            get(|s: Session| async move { Ok::<_, SessionError>(s.keys().await?.join(",")) }),
+        )
+        .layer(layer);
+    let cookie = jar(&send(&app, "POST", "/start", None).await);
+    store
+        .save_delay_ms
+        .store(20, std::sync::atomic::Ordering::SeqCst);
+    let mut tasks = Vec::new();
+    for i in 0..6 {
+        let (app, cookie) = (app.clone(), cookie.clone());
+        tasks.push(tokio::spawn(async move {
+            let r = send(&app, "POST", &format!("/put/{i}"), Some(&cookie)).await;
+            (i, r.status)
+        }));
+    }
+    let mut stored = Vec::new();
+    let mut refused = 0;
+    for t in tasks {
+        let (i, status) = t.await.unwrap();
+        if status == 200 {
+            stored.push(format!("k{i}"));
+        } else {
+            refused += 1;
+        }
+    }
+    // Two 1.5 KB values fit in 4 KiB, a third does not.
+    assert_eq!(stored.len(), 2, "stored {stored:?}");
+    assert_eq!(refused, 4);
+    let keys = send(&app, "GET", "/keys", Some(&cookie)).await.body;
+    let mut keys: Vec<&str> = keys.split(',').filter(|k| k.starts_with('k')).collect();
+    keys.sort_unstable();
+    stored.sort();
+    assert_eq!(keys, stored, "exactly the accepted writes landed");
+}
+
 async fn logout_beats_racing_writes(store: impl SessionStore + Clone) {
     let app = app_with(SessionLayer::new(store.clone()));
     let login = send(&app, "POST", "/login", None).await;

@@ -3,7 +3,7 @@
 #![allow(dead_code, missing_docs)]
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use axum::Router;
@@ -160,6 +160,8 @@ pub struct TestStore<S> {
     pub calls: AtomicUsize,
     pub writes: AtomicUsize,
     pub down: AtomicBool,
+    /// Milliseconds every `save` waits before it runs.
+    pub save_delay_ms: AtomicU64,
 }
 
 impl<S> TestStore<S> {
@@ -169,6 +171,7 @@ impl<S> TestStore<S> {
             calls: AtomicUsize::new(0),
             writes: AtomicUsize::new(0),
             down: AtomicBool::new(false),
+            save_delay_ms: AtomicU64::new(0),
         })
     }
     pub fn calls(&self) -> usize {
@@ -209,6 +212,10 @@ impl<S: SessionStore> SessionStore for TestStore<S> {
         expected: u64,
     ) -> Result<(), StoreError> {
         self.enter(true)?;
+        let delay = self.save_delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+        }
         self.inner.save(key, record, expected).await
     }
     async fn touch(&self, key: &StorageKey, idle: Timestamp) -> Result<(), StoreError> {
