@@ -38,7 +38,10 @@ async fn two_instances(service: &str, url: &str) {
     };
     // One name per scenario: scenarios share backends, and logging out
     // everywhere in one must not sign out the other's user.
-    let tag: String = service.chars().filter(char::is_ascii_alphanumeric).collect();
+    let tag: String = service
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect();
     let name = format!("u{tag}{}", std::process::id());
     assert_eq!(register(&a, &name, "correct horse").await.status, 201);
 
