@@ -128,9 +128,9 @@ mod axum_setups {
         let mut _tmp = None;
         let app: Router = match setup {
             "axum-baseline" => baseline(),
-            "cloakroom-memory" => cloakroom_app(
-                cloakroom::SessionLayer::builder(cloakroom::store::MemoryStore::new()),
-            )?,
+            "cloakroom-memory" => cloakroom_app(cloakroom::SessionLayer::builder(
+                cloakroom::store::MemoryStore::new(),
+            ))?,
             "cloakroom-sqlite" => {
                 let dir = tempfile::tempdir()?;
                 let store = cloakroom::store::SqliteStore::open(dir.path().join("sessions.db"))?;
@@ -158,9 +158,7 @@ mod axum_setups {
                 let store = cloakroom::store::PostgresStore::connect(pg_url).await?;
                 cloakroom_app(cloakroom::SessionLayer::builder(store))?
             }
-            "tower-sessions-memory" => {
-                ts_app(tower_sessions::MemoryStore::default())
-            }
+            "tower-sessions-memory" => ts_app(tower_sessions::MemoryStore::default()),
             #[cfg(feature = "redis-peers")]
             "tower-sessions-redis" => {
                 use tower_sessions_redis_store::fred::prelude::*;
