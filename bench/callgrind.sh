@@ -4,6 +4,7 @@
 #
 #   bench/callgrind.sh cloakroom-memory read [REQUESTS_SECONDS]
 #
+# BENCH_ARGS adds bench-server options (e.g. "--redis-url redis://127.0.0.1:6379").
 # Prints Ir per request and writes the profile to
 # bench/results/callgrind.SETUP.ENDPOINT.out (open it with callgrind_annotate
 # or kcachegrind). Counters are zeroed after login and warm-up, so start-up
@@ -18,7 +19,7 @@ exec 9>"$HERE/results/.lock"   # shared with run.sh: one measurement at a time
 flock -w 1800 9 || { echo "$0: benchmark lock busy" >&2; exit 1; }
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/cloakroom-cg.XXXXXX")
 valgrind --tool=callgrind --callgrind-out-file="$OUT" \
-  "$HERE/target/release/bench-server" --setup "$SETUP" --port "$PORT" 2>"$WORK/vg.log" &
+  "$HERE/target/release/bench-server" --setup "$SETUP" --port "$PORT" ${BENCH_ARGS:-} 2>"$WORK/vg.log" &
 PID=$!
 trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null; rm -rf "$WORK"' EXIT
 for _ in $(seq 300); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done

@@ -9,6 +9,9 @@
 #   DURATION [10s]   measured wrk run per endpoint
 #   WARMUP   [3s]    wrk warm-up per endpoint, discarded (0 to skip)
 #   THREADS  [2]     wrk threads          CONNS [64]  wrk connections
+#   ROUNDS   [1]     rounds over all setups, alternating their order; the
+#                    report keeps each figure's best round (the machine's
+#                    speed drifts over minutes: rounds spread that drift)
 #   SESSIONS [1]     sessions the load is spread over (1 = one cookie, as
 #                    in PERFORMANCE.md; 64 = the "over 64 sessions" figure)
 #   ENDPOINTS ["read write plain"]
@@ -31,6 +34,7 @@ WARMUP=${WARMUP:-3s}
 THREADS=${THREADS:-2}
 CONNS=${CONNS:-64}
 SESSIONS=${SESSIONS:-1}
+ROUNDS=${ROUNDS:-1}
 ENDPOINTS=${ENDPOINTS:-"read write plain"}
 BASE_PORT=${BASE_PORT:-18100}
 REDIS_PORT=${REDIS_PORT:-16390}
@@ -272,9 +276,15 @@ wrk_run() { # setup endpoint port -> appends to TSV
 
 n_ep=$(wc -w <<<"$ENDPOINTS")
 per=$(( ($(wrk_secs "$WARMUP") + $(wrk_secs "$DURATION")) * n_ep + 5 ))
-log "${#SETUPS[@]} setups, ~${per}s each, ~$(( per * ${#SETUPS[@]} / 60 + 1 )) min; load $LOAD_START"
+log "${#SETUPS[@]} setups × $ROUNDS round(s), ~${per}s each, ~$(( per * ${#SETUPS[@]} * ROUNDS / 60 + 1 )) min; load $LOAD_START"
+for round in $(seq "$ROUNDS"); do
+ORDER=("${SETUPS[@]}")
+if ((round % 2 == 0)); then
+  ORDER=(); for ((k = ${#SETUPS[@]} - 1; k >= 0; k--)); do ORDER+=("${SETUPS[k]}"); done
+fi
+((ROUNDS > 1)) && log "round $round of $ROUNDS"
 i=0
-for s in "${SETUPS[@]}"; do
+for s in "${ORDER[@]}"; do
   port=$((BASE_PORT + i)); i=$((i + 1))
   log "$s on 127.0.0.1:$port"
   start_server "$s" "$port" >"$WORK/server-$s.log" 2>&1 &
@@ -296,6 +306,7 @@ for s in "${SETUPS[@]}"; do
   fi
   for ep in $ENDPOINTS; do wrk_run "$s" "$ep" "$port"; done
   stop_pid "$SERVER_PID"; SERVER_PID=""
+done
 done
 # Raw Redis, the reference for the Redis targets: GET and SET with as many
 # clients as wrk has connections, against the same private redis-server.
@@ -327,7 +338,7 @@ versions() {
   fi
 }
 mkdir -p "$(dirname "$RESULTS")"
-export LOAD_START LOAD_END DURATION WARMUP THREADS CONNS SESSIONS
+export LOAD_START LOAD_END DURATION WARMUP THREADS CONNS SESSIONS ROUNDS
 export REV="$REV (at build time)"
 export VERSIONS="$(versions)"
 export REDIS_STATUS=$HAVE_REDIS

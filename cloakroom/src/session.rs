@@ -13,7 +13,12 @@
 //! * values were changed: the change set is applied to the loaded record and
 //!   saved with compare-and-swap on its version. If another request saved
 //!   first, the record is reloaded and this request's changes re-applied key
-//!   by key (last writer wins per key, not per record), a few times at most;
+//!   by key (last writer wins per key, not per record), a few times at most.
+//!   Saves of one session that overlap within a process are committed
+//!   together: their change sets are applied in arrival order and written
+//!   with a single compare-and-swap, so a burst of writes to one session
+//!   costs a few store round trips, not one each (a change set that would
+//!   make the record too large fails on its own);
 //! * a new visitor's first write creates a record under a fresh ID, never the
 //!   ID the visitor presented (S4), retrying on the (astronomically rare)
 //!   collision instead of overwriting (S7);
