@@ -298,16 +298,10 @@ impl Session {
             match client_side::presented(cookies, inner.ctx.cookie.name(), client.max_chunks) {
                 client_side::Presented::Absent => (Incoming::Absent, 1),
                 client_side::Presented::Sealed { text, chunks } => (Incoming::Sealed(text), chunks),
-                client_side::Presented::Rejected { chunks } => {
-                    metrics::counter!("cloakroom_invalid_cookies_total", "reason" => "malformed")
-                        .increment(1);
-                    tracing::warn!(
-                        event = "invalid",
-                        reason = "malformed or duplicated session cookie",
-                        "session cookie rejected"
-                    );
-                    (Incoming::Rejected, chunks)
-                }
+                client_side::Presented::Rejected { chunks } => (
+                    cookie_rejected("malformed", "malformed or duplicated session cookie"),
+                    chunks,
+                ),
             }
         })
     }
@@ -315,16 +309,7 @@ impl Session {
     fn server_incoming(cookies: &[HeaderValue], name: &str) -> Incoming {
         match find_cookie_in(cookies, name) {
             CookieLookup::Absent => Incoming::Absent,
-            CookieLookup::Duplicate => {
-                metrics::counter!("cloakroom_invalid_cookies_total", "reason" => "duplicate")
-                    .increment(1);
-                tracing::warn!(
-                    event = "invalid",
-                    reason = "duplicate session cookies",
-                    "session cookie rejected"
-                );
-                Incoming::Rejected
-            }
+            CookieLookup::Duplicate => cookie_rejected("duplicate", "duplicate session cookies"),
             CookieLookup::Found(v) => match SessionId::parse(v) {
                 Ok(id) => Incoming::Id(id),
                 Err(e) => {
@@ -1336,6 +1321,13 @@ fn check_key(key: &str) -> Result<(), SessionError> {
 
 fn apply_changes(record: &mut Record, state: &State) {
     save_lanes::apply(record, state.cleared, &state.changes);
+}
+
+/// Counts and logs a rejected session cookie (never its value).
+fn cookie_rejected(kind: &'static str, reason: &'static str) -> Incoming {
+    metrics::counter!("cloakroom_invalid_cookies_total", "reason" => kind).increment(1);
+    tracing::warn!(event = "invalid", reason, "session cookie rejected");
+    Incoming::Rejected
 }
 
 /// Runs a store call, recording its latency (S50: no IDs in metrics).
