@@ -8,7 +8,10 @@
 #![cfg(feature = "mysql")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+#[path = "support/services.rs"]
+mod services;
+
+use std::time::Duration;
 
 use cloakroom::store::conformance::skip_service;
 use cloakroom::store::{MySqlStore, SessionStore, StoreError};
@@ -16,18 +19,11 @@ use cloakroom::{Record, SessionId, Timestamp};
 use sqlx::Row as _;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
 
-const DEFAULT_URL: &str = "mysql://root@127.0.0.1:3306/test";
 /// Throwaway databases are named `cloakroom_it_<unix seconds>_<random>`.
 const THROWAWAY_PREFIX: &str = "cloakroom_it_";
 
 fn url() -> String {
-    std::env::var("CLOAKROOM_TEST_MYSQL_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned())
-}
-
-fn unix_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    services::mysql_url()
 }
 
 async fn admin_pool() -> Result<MySqlPool, sqlx::Error> {
@@ -49,23 +45,14 @@ async fn throwaway_pool() -> Result<(MySqlPool, String), sqlx::Error> {
     )
     .fetch_all(&admin)
     .await?;
-    let cutoff = unix_secs().saturating_sub(3600);
     for name in old {
-        let stamp = name
-            .strip_prefix(THROWAWAY_PREFIX)
-            .and_then(|rest| rest.split('_').next())
-            .and_then(|s| s.parse::<u64>().ok());
-        if stamp.is_some_and(|s| s < cutoff) {
+        if services::is_stale_throwaway(&name, THROWAWAY_PREFIX) {
             let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS `{name}`"))
                 .execute(&admin)
                 .await;
         }
     }
-    let database = format!(
-        "{THROWAWAY_PREFIX}{}_{}",
-        unix_secs(),
-        &SessionId::generate().storage_key().to_hex()[..12]
-    );
+    let database = services::throwaway_name(THROWAWAY_PREFIX);
     sqlx::query(&format!("CREATE DATABASE `{database}`"))
         .execute(&admin)
         .await?;

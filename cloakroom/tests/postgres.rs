@@ -8,7 +8,10 @@
 #![cfg(feature = "postgres")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+#[path = "support/services.rs"]
+mod services;
+
+use std::time::Duration;
 
 use cloakroom::store::conformance::skip_service;
 use cloakroom::store::{PostgresStore, SessionStore, StoreError};
@@ -16,18 +19,11 @@ use cloakroom::{Record, SessionId, Timestamp};
 use sqlx::Row as _;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
-const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 /// Throwaway schemas are named `cloakroom_it_<unix seconds>_<random>`.
 const THROWAWAY_PREFIX: &str = "cloakroom_it_";
 
 fn url() -> String {
-    std::env::var("CLOAKROOM_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned())
-}
-
-fn unix_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    services::postgres_url()
 }
 
 async fn admin_pool() -> Result<PgPool, sqlx::Error> {
@@ -48,23 +44,14 @@ async fn throwaway_pool() -> Result<(PgPool, String), sqlx::Error> {
             .bind(THROWAWAY_PREFIX)
             .fetch_all(&admin)
             .await?;
-    let cutoff = unix_secs().saturating_sub(3600);
     for name in old {
-        let stamp = name
-            .strip_prefix(THROWAWAY_PREFIX)
-            .and_then(|rest| rest.split('_').next())
-            .and_then(|s| s.parse::<u64>().ok());
-        if stamp.is_some_and(|s| s < cutoff) {
+        if services::is_stale_throwaway(&name, THROWAWAY_PREFIX) {
             let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"))
                 .execute(&admin)
                 .await;
         }
     }
-    let schema = format!(
-        "{THROWAWAY_PREFIX}{}_{}",
-        unix_secs(),
-        &SessionId::generate().storage_key().to_hex()[..12]
-    );
+    let schema = services::throwaway_name(THROWAWAY_PREFIX);
     sqlx::query(&format!("CREATE SCHEMA \"{schema}\""))
         .execute(&admin)
         .await?;

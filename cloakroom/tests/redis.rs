@@ -11,6 +11,9 @@
 #![cfg(feature = "redis")]
 #![allow(clippy::unwrap_used)]
 
+#[path = "support/services.rs"]
+mod services;
+
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -18,22 +21,7 @@ use cloakroom::store::conformance::skip_service;
 use cloakroom::store::{RedisStore, SessionStore, StoreError};
 use cloakroom::{Record, SessionId, Timestamp};
 use redis::aio::MultiplexedConnection;
-
-fn redis_url() -> String {
-    std::env::var("CLOAKROOM_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into())
-}
-
-fn cluster_urls() -> Vec<String> {
-    std::env::var("CLOAKROOM_TEST_REDIS_CLUSTER_URLS")
-        .unwrap_or_else(|_| {
-            "redis://127.0.0.1:7001/,redis://127.0.0.1:7002/,redis://127.0.0.1:7003/".into()
-        })
-        .split(',')
-        .map(str::trim)
-        .filter(|u| !u.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
+use services::{redis_cluster_urls as cluster_urls, redis_url};
 
 /// A prefix per store, so tests share the servers and run in parallel.
 fn random_prefix() -> String {

@@ -39,6 +39,7 @@ use crate::id::StorageKey;
 use crate::record::Record;
 
 pub mod conformance;
+
 pub mod file;
 #[cfg(feature = "memcached")]
 pub mod memcached;
@@ -52,6 +53,10 @@ pub mod reaper;
 pub mod redis;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+/// Test-service locations and naming, shared with the integration tests.
+#[cfg(test)]
+#[path = "../../tests/support/services.rs"]
+pub(crate) mod test_services;
 pub mod tiered;
 pub mod url;
 

@@ -710,26 +710,18 @@ impl SessionStore for MySqlStore {
 
 #[cfg(test)]
 mod tests {
-    use std::time::{SystemTime, UNIX_EPOCH};
-
     use sqlx::mysql::MySqlConnectOptions;
 
     use super::*;
     use crate::id::SessionId;
     use crate::store::conformance::skip_service;
+    use crate::store::test_services as services;
 
-    const DEFAULT_URL: &str = "mysql://root@127.0.0.1:3306/test";
     /// Throwaway databases are named `cloakroom_t_<unix seconds>_<random>`.
     const THROWAWAY_PREFIX: &str = "cloakroom_t_";
 
     fn url() -> String {
-        std::env::var("CLOAKROOM_TEST_MYSQL_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned())
-    }
-
-    fn unix_secs() -> u64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs())
+        services::mysql_url()
     }
 
     async fn admin_pool() -> Result<MySqlPool, StoreError> {
@@ -754,23 +746,14 @@ mod tests {
         .fetch_all(&admin)
         .await
         .map_err(db_err)?;
-        let cutoff = unix_secs().saturating_sub(3600);
         for name in old {
-            let stamp = name
-                .strip_prefix(THROWAWAY_PREFIX)
-                .and_then(|rest| rest.split('_').next())
-                .and_then(|s| s.parse::<u64>().ok());
-            if stamp.is_some_and(|s| s < cutoff) {
+            if services::is_stale_throwaway(&name, THROWAWAY_PREFIX) {
                 let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS `{name}`"))
                     .execute(&admin)
                     .await;
             }
         }
-        let database = format!(
-            "{THROWAWAY_PREFIX}{}_{}",
-            unix_secs(),
-            &SessionId::generate().storage_key().to_hex()[..12]
-        );
+        let database = services::throwaway_name(THROWAWAY_PREFIX);
         sqlx::query(&format!("CREATE DATABASE `{database}`"))
             .execute(&admin)
             .await

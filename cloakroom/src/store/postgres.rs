@@ -629,26 +629,18 @@ impl SessionStore for PostgresStore {
 
 #[cfg(test)]
 mod tests {
-    use std::time::{SystemTime, UNIX_EPOCH};
-
     use sqlx::postgres::PgConnectOptions;
 
     use super::*;
     use crate::id::SessionId;
     use crate::store::conformance::skip_service;
+    use crate::store::test_services as services;
 
-    const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
     /// Throwaway schemas are named `cloakroom_t_<unix seconds>_<random>`.
     const THROWAWAY_PREFIX: &str = "cloakroom_t_";
 
     fn url() -> String {
-        std::env::var("CLOAKROOM_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned())
-    }
-
-    fn unix_secs() -> u64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs())
+        services::postgres_url()
     }
 
     async fn admin_pool() -> Result<PgPool, StoreError> {
@@ -673,23 +665,14 @@ mod tests {
         .fetch_all(&admin)
         .await
         .map_err(db_err)?;
-        let cutoff = unix_secs().saturating_sub(3600);
         for name in old {
-            let stamp = name
-                .strip_prefix(THROWAWAY_PREFIX)
-                .and_then(|rest| rest.split('_').next())
-                .and_then(|s| s.parse::<u64>().ok());
-            if stamp.is_some_and(|s| s < cutoff) {
+            if services::is_stale_throwaway(&name, THROWAWAY_PREFIX) {
                 let _ = sqlx::raw_sql(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"))
                     .execute(&admin)
                     .await;
             }
         }
-        let schema = format!(
-            "{THROWAWAY_PREFIX}{}_{}",
-            unix_secs(),
-            &SessionId::generate().storage_key().to_hex()[..12]
-        );
+        let schema = services::throwaway_name(THROWAWAY_PREFIX);
         sqlx::raw_sql(&format!("CREATE SCHEMA \"{schema}\""))
             .execute(&admin)
             .await

@@ -1297,23 +1297,7 @@ mod tests {
     use crate::id::SessionId;
     use crate::store::conformance::skip_service;
 
-    const DEFAULT_URL: &str = "redis://127.0.0.1:6379/";
-    const DEFAULT_CLUSTER_URLS: &str =
-        "redis://127.0.0.1:7001/,redis://127.0.0.1:7002/,redis://127.0.0.1:7003/";
-
-    fn redis_url() -> String {
-        std::env::var("CLOAKROOM_TEST_REDIS_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned())
-    }
-
-    fn cluster_urls() -> Vec<String> {
-        std::env::var("CLOAKROOM_TEST_REDIS_CLUSTER_URLS")
-            .unwrap_or_else(|_| DEFAULT_CLUSTER_URLS.to_owned())
-            .split(',')
-            .map(str::trim)
-            .filter(|u| !u.is_empty())
-            .map(str::to_owned)
-            .collect()
-    }
+    use crate::store::test_services::{redis_cluster_urls as cluster_urls, redis_url};
 
     /// A prefix of its own per store, so tests run in parallel on one server.
     fn random_prefix() -> String {
