@@ -1162,39 +1162,25 @@ impl Session {
             // Apply each change set in filing order; one that would make
             // the record too large is refused on its own.
             let mut next = record.clone();
-            let mut accepted = Vec::with_capacity(batch.len());
-            let mut refused = Vec::new();
-            for (i, w) in batch.iter().enumerate() {
-                let mut trial = next.clone();
-                w.changes.apply(&mut trial);
-                if self.check_size(&trial).is_ok() {
-                    next = trial;
-                    accepted.push(i);
-                } else {
-                    refused.push(i);
-                }
-            }
+            let verdicts: Vec<Result<(), StoreError>> = batch
+                .iter()
+                .map(|w| {
+                    let mut trial = next.clone();
+                    w.changes.apply(&mut trial);
+                    self.check_size(&trial).map(|()| next = trial)
+                })
+                .collect();
             next.version = record.version + 1;
             next.idle_deadline = now.saturating_add(next.idle_timeout);
             match timed("save", store.save(&key, &next, record.version)).await {
                 Ok(()) => {
-                    let mut replies: Vec<Option<Waiter>> = batch.into_iter().map(Some).collect();
-                    for i in refused {
-                        if let Some(w) = replies[i].take() {
-                            let mut trial = next.clone();
-                            w.changes.apply(&mut trial);
-                            let err = self
-                                .check_size(&trial)
-                                .err()
-                                .unwrap_or_else(|| StoreError::other("session record too large"));
-                            let _ = w.reply.send(Saved::Failed(err));
-                        }
+                    for (w, verdict) in batch.into_iter().zip(verdicts) {
+                        let saved = match verdict {
+                            Ok(()) => Saved::Record(next.clone()),
+                            Err(e) => Saved::Failed(e),
+                        };
+                        let _ = w.reply.send(saved);
                     }
-                    let rest: Vec<Waiter> = accepted
-                        .into_iter()
-                        .filter_map(|i| replies[i].take())
-                        .collect();
-                    answer_all(rest, &Ok(Some(next.clone())));
                     *last_saved = Some(next);
                     return;
                 }
