@@ -37,25 +37,25 @@ pub(crate) struct ChangeSet {
 }
 
 impl ChangeSet {
+    /// Whether there is nothing to save.
+    pub(crate) fn is_empty(&self) -> bool {
+        !self.cleared && self.changes.is_empty()
+    }
+
     /// Applies the changes to `record`.
     pub(crate) fn apply(&self, record: &mut Record) {
-        apply(record, self.cleared, &self.changes);
-    }
-}
-
-/// Applies a change set given as its parts.
-pub(crate) fn apply(record: &mut Record, cleared: bool, changes: &BTreeMap<String, Option<Bytes>>) {
-    if cleared {
-        record.clear();
-    }
-    for (k, change) in changes {
-        match change {
-            // Keys were checked by Session::insert: this cannot fail.
-            Some(v) => {
-                let _ = record.insert_raw(k.clone(), v.clone());
-            }
-            None => {
-                record.remove(k);
+        if self.cleared {
+            record.clear();
+        }
+        for (k, change) in &self.changes {
+            match change {
+                // Keys were checked by Session::insert: this cannot fail.
+                Some(v) => {
+                    let _ = record.insert_raw(k.clone(), v.clone());
+                }
+                None => {
+                    record.remove(k);
+                }
             }
         }
     }

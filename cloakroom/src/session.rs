@@ -31,12 +31,10 @@
 //! save racing a destroy finds the record gone and is dropped, never
 //! resurrecting the session (S28).
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
 
-use bytes::Bytes;
 use http::{HeaderMap, HeaderValue};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -201,8 +199,8 @@ struct State {
     epoch: u64,
     reseal: bool,
     current: Option<Current>,
-    changes: BTreeMap<String, Option<Bytes>>,
-    cleared: bool,
+    /// This request's changes to the values, not yet saved.
+    pending: ChangeSet,
     cookie: CookieAction,
     /// A store failure the layer must answer with its policy.
     failure: Option<Arc<StoreError>>,
@@ -268,8 +266,7 @@ impl Session {
                     epoch: 0,
                     reseal: false,
                     current: None,
-                    changes: BTreeMap::new(),
-                    cleared: false,
+                    pending: ChangeSet::default(),
                     cookie: CookieAction::None,
                     failure: None,
                     finished: false,
@@ -466,9 +463,9 @@ impl Session {
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, SessionError> {
         let mut state = self.inner.state.lock().await;
         self.ensure_loaded(&mut state).await?;
-        let raw = match state.changes.get(key) {
+        let raw = match state.pending.changes.get(key) {
             Some(change) => change.clone(),
-            None if state.cleared => None,
+            None if state.pending.cleared => None,
             None => state
                 .current
                 .as_ref()
@@ -508,7 +505,7 @@ impl Session {
             });
         }
         let mut state = self.inner.state.lock().await;
-        let previous = state.changes.insert(key.to_owned(), Some(bytes));
+        let previous = state.pending.changes.insert(key.to_owned(), Some(bytes));
         if let Some(client) = self.client() {
             // A client-side record must fit its cookie(s): refuse now, with
             // a typed error, rather than fail after the handler (S12).
@@ -517,8 +514,8 @@ impl Session {
                 client.sealed_len(self.inner.ctx.cookie.name(), &self.pending_record(&state));
             if size > client.max_chunks * crate::cookie::MAX_COOKIE_BYTES {
                 match previous {
-                    Some(p) => state.changes.insert(key.to_owned(), p),
-                    None => state.changes.remove(key),
+                    Some(p) => state.pending.changes.insert(key.to_owned(), p),
+                    None => state.pending.changes.remove(key),
                 };
                 return Err(SessionError::CookieTooLarge { size });
             }
@@ -537,6 +534,7 @@ impl Session {
             .state
             .lock()
             .await
+            .pending
             .changes
             .insert(key.to_owned(), None);
         Ok(())
@@ -545,8 +543,8 @@ impl Session {
     /// Removes every value; the session (and sign-in) stays.
     pub async fn clear(&self) {
         let mut state = self.inner.state.lock().await;
-        state.changes.clear();
-        state.cleared = true;
+        state.pending.changes.clear();
+        state.pending.cleared = true;
     }
 
     /// The keys present, after this request's changes.
@@ -557,7 +555,7 @@ impl Session {
     pub async fn keys(&self) -> Result<Vec<String>, SessionError> {
         let mut state = self.inner.state.lock().await;
         self.ensure_loaded(&mut state).await?;
-        let mut keys: Vec<String> = if state.cleared {
+        let mut keys: Vec<String> = if state.pending.cleared {
             Vec::new()
         } else {
             state
@@ -566,7 +564,7 @@ impl Session {
                 .map(|c| c.record.keys().map(str::to_owned).collect())
                 .unwrap_or_default()
         };
-        for (k, change) in &state.changes {
+        for (k, change) in &state.pending.changes {
             match change {
                 Some(_) if !keys.contains(k) => keys.push(k.clone()),
                 None => keys.retain(|x| x != k),
@@ -646,8 +644,7 @@ impl Session {
             || matches!(state.cookie, CookieAction::Set);
         state.loaded = true;
         state.current = None;
-        state.changes.clear();
-        state.cleared = false;
+        state.pending = ChangeSet::default();
         state.cookie = if had_cookie {
             CookieAction::Remove
         } else {
@@ -761,8 +758,7 @@ impl Session {
         record.version = state.current.as_ref().map_or(1, |c| c.record.version + 1);
         let (id, key) = client_handle(&record);
         state.current = Some(Current { id, key, record });
-        state.changes.clear();
-        state.cleared = false;
+        state.pending = ChangeSet::default();
         state.cookie = CookieAction::Set;
         tracing::info!(event = "rotated", "client-side session re-issued");
         Ok(())
@@ -804,7 +800,7 @@ impl Session {
                 Record::new(self.now(), idle, absolute)
             }
         };
-        apply_changes(&mut record, state);
+        state.pending.apply(&mut record);
         record
     }
 
@@ -832,8 +828,7 @@ impl Session {
                     tracing::info!(event = "rotated", tag = %id.log_tag(), "session id issued");
                     metrics::counter!("cloakroom_sessions_rotated_total").increment(1);
                     state.current = Some(Current { id, key, record });
-                    state.changes.clear();
-                    state.cleared = false;
+                    state.pending = ChangeSet::default();
                     state.cookie = CookieAction::Set;
                     return Ok(());
                 }
@@ -862,7 +857,7 @@ impl Session {
             };
         }
         state.finished = true;
-        let dirty = state.cleared || !state.changes.is_empty();
+        let dirty = !state.pending.is_empty();
         if server_error {
             if dirty {
                 tracing::debug!("not saving session changes of a 5xx response");
@@ -944,8 +939,7 @@ impl Session {
         let _ = client;
         let (id, key) = client_handle(&record);
         state.current = Some(Current { id, key, record });
-        state.changes.clear();
-        state.cleared = false;
+        state.pending = ChangeSet::default();
         state.cookie = CookieAction::Set;
     }
 
@@ -1090,10 +1084,7 @@ impl Session {
         loop {
             let (reply, mut rx) = oneshot::channel();
             lane.file(Waiter {
-                changes: ChangeSet {
-                    cleared: state.cleared,
-                    changes: state.changes.clone(),
-                },
+                changes: state.pending.clone(),
                 reply,
             });
             let next = tokio::select! {
@@ -1214,7 +1205,7 @@ impl Session {
         now: Timestamp,
     ) -> Result<Record, StoreError> {
         let mut next = base.clone();
-        apply_changes(&mut next, state);
+        state.pending.apply(&mut next);
         next.version = base.version + 1;
         next.idle_deadline = now.saturating_add(next.idle_timeout);
         self.check_size(&next)?;
@@ -1303,10 +1294,6 @@ fn check_key(key: &str) -> Result<(), SessionError> {
         return Err(SessionError::InvalidKey);
     }
     Ok(())
-}
-
-fn apply_changes(record: &mut Record, state: &State) {
-    save_lanes::apply(record, state.cleared, &state.changes);
 }
 
 /// Counts and logs a rejected session cookie (never its value).
