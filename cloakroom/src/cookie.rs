@@ -177,7 +177,7 @@ impl CookieConfig {
     pub fn with_insecure_http_for_development(mut self) -> Self {
         self.secure = false;
         self.insecure_dev = true;
-        if self.name.starts_with("__Host-") || self.name.starts_with("__Secure-") {
+        if has_prefix(&self.name, "__Host-") || has_prefix(&self.name, "__Secure-") {
             self.name = "id".into();
         }
         self
@@ -221,12 +221,14 @@ impl CookieConfig {
         {
             return Err(CookieConfigError::InvalidAttribute("Domain"));
         }
-        if self.name.starts_with("__Host-")
+        // Browsers match the prefixes case-insensitively (RFC 6265bis
+        // §4.1.3): `__HOST-id` without Secure would be dropped just the same.
+        if has_prefix(&self.name, "__Host-")
             && (!self.secure || self.path != "/" || self.domain.is_some())
         {
             return Err(CookieConfigError::HostPrefix);
         }
-        if self.name.starts_with("__Secure-") && !self.secure {
+        if has_prefix(&self.name, "__Secure-") && !self.secure {
             return Err(CookieConfigError::SecurePrefix);
         }
         if self.same_site == SameSite::None && !self.secure {
@@ -311,6 +313,13 @@ impl CookieConfig {
 }
 
 /// RFC 6265 `token` characters for names.
+/// Whether `name` starts with the cookie prefix `prefix`, compared
+/// ASCII-case-insensitively as browsers do (S10).
+fn has_prefix(name: &str, prefix: &str) -> bool {
+    name.len() >= prefix.len()
+        && name.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+}
+
 fn is_token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
@@ -333,6 +342,9 @@ pub enum CookieLookup<'a> {
     Absent,
     /// Exactly one cookie of that name, with this value.
     Found(&'a str),
+    /// Exactly one cookie of that name, but its value is not visible ASCII
+    /// (no cookie cloakroom issues looks like that): reject it.
+    Malformed,
     /// More than one: a cookie-tossing attack or a stale cookie for another
     /// path or domain. Trust neither (S16).
     Duplicate,
@@ -344,6 +356,7 @@ impl fmt::Debug for CookieLookup<'_> {
         match self {
             Self::Absent => f.write_str("Absent"),
             Self::Found(v) => write!(f, "Found(<{} bytes>)", v.len()),
+            Self::Malformed => f.write_str("Malformed"),
             Self::Duplicate => f.write_str("Duplicate"),
         }
     }
@@ -351,7 +364,8 @@ impl fmt::Debug for CookieLookup<'_> {
 
 /// Finds the cookie `name` across every `Cookie` header of a request (split
 /// headers are read as one). Names match case-sensitively; pairs without
-/// `=` and headers that are not visible ASCII are skipped.
+/// `=` are skipped, and other cookies' values may hold any bytes; a session
+/// cookie whose own value is not visible ASCII is [`CookieLookup::Malformed`].
 ///
 /// ```
 /// use cloakroom::cookie::{find_cookie, CookieLookup};
@@ -370,27 +384,38 @@ pub fn find_cookie<'a>(headers: &'a HeaderMap, name: &str) -> CookieLookup<'a> {
 }
 
 /// [`find_cookie`] over `Cookie` header values already taken from a request.
+///
+/// Works on bytes: a sibling cookie with non-ASCII bytes (`city=Zürich`,
+/// sent raw by some clients) must not hide the session cookie, or the
+/// visitor would turn anonymous and their next write replace the session.
+/// Only the session cookie's own value has to be visible ASCII.
 pub(crate) fn find_cookie_in<'a>(
     values: impl IntoIterator<Item = &'a HeaderValue>,
     name: &str,
 ) -> CookieLookup<'a> {
     let mut found = CookieLookup::Absent;
     for header in values {
-        let Ok(text) = header.to_str() else { continue };
-        for pair in text.split(';') {
-            let Some((n, v)) = pair.split_once('=') else {
+        for pair in header.as_bytes().split(|&b| b == b';') {
+            let Some(eq) = pair.iter().position(|&b| b == b'=') else {
                 continue;
             };
-            if n.trim() != name {
+            let (n, v) = (&pair[..eq], &pair[eq + 1..]);
+            if n.trim_ascii() != name.as_bytes() {
                 continue;
             }
-            let v = v.trim();
+            let v = v.trim_ascii();
             let v = v
-                .strip_prefix('"')
-                .and_then(|v| v.strip_suffix('"'))
+                .strip_prefix(b"\"")
+                .and_then(|v| v.strip_suffix(b"\""))
                 .unwrap_or(v);
+            let this = match std::str::from_utf8(v) {
+                Ok(text) if v.iter().all(|&b| (0x21..0x7f).contains(&b)) => {
+                    CookieLookup::Found(text)
+                }
+                _ => CookieLookup::Malformed,
+            };
             found = match found {
-                CookieLookup::Absent => CookieLookup::Found(v),
+                CookieLookup::Absent => this,
                 _ => return CookieLookup::Duplicate,
             };
         }
