@@ -127,25 +127,15 @@ impl SaveLanes {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Whether another request of this process holds `lane` too (is saving
-    /// or about to save the same session). A hint: it may change at once.
-    pub(crate) fn shared(lane: &Arc<Lane>) -> bool {
-        // The map's reference and the caller's.
-        Arc::strong_count(lane) > 2
-    }
-
-    /// The lane for `key`; give it back with [`SaveLanes::release`].
-    pub(crate) fn lane(&self, key: &StorageKey) -> Arc<Lane> {
-        self.shard(key).entry(*key).or_default().clone()
-    }
-
-    /// Drops the lane once no request holds or waits for it.
-    pub(crate) fn release(&self, key: &StorageKey, lane: Arc<Lane>) {
-        let mut shard = self.shard(key);
-        // Two references: the map's and ours. Anyone else waiting holds a
-        // third, checked under the shard lock they need to obtain one.
-        if Arc::strong_count(&lane) == 2 {
-            shard.remove(key);
+    /// The lane for `key`, held until the returned guard is dropped: on
+    /// every path, including a request future cancelled mid-save, so an
+    /// idle lane (which may hold a whole record) never outlives its users.
+    pub(crate) fn lane(&self, key: &StorageKey) -> LaneGuard<'_> {
+        let lane = self.shard(key).entry(*key).or_default().clone();
+        LaneGuard {
+            lanes: self,
+            key: *key,
+            lane: Some(lane),
         }
     }
 
@@ -162,6 +152,54 @@ impl SaveLanes {
     }
 }
 
+/// A request's hold on a session's lane; dropping it gives the lane back.
+pub(crate) struct LaneGuard<'a> {
+    lanes: &'a SaveLanes,
+    key: StorageKey,
+    /// `Some` until dropped.
+    lane: Option<Arc<Lane>>,
+}
+
+impl LaneGuard<'_> {
+    /// Whether another request of this process holds the lane too (is
+    /// saving or about to save the same session). A hint: it may change at
+    /// once.
+    pub(crate) fn shared(&self) -> bool {
+        // The map's reference and ours.
+        self.lane.as_ref().is_some_and(|l| Arc::strong_count(l) > 2)
+    }
+}
+
+impl std::ops::Deref for LaneGuard<'_> {
+    type Target = Lane;
+
+    fn deref(&self) -> &Lane {
+        match &self.lane {
+            Some(lane) => lane,
+            // `lane` is only taken in `drop`.
+            None => unreachable!("a lane guard is used after drop"),
+        }
+    }
+}
+
+impl Drop for LaneGuard<'_> {
+    fn drop(&mut self) {
+        // Our reference is dropped *under the shard lock*, and references
+        // are only handed out under it, so a count of one (the map's) seen
+        // here means nobody holds or is about to take the lane. Counting
+        // before dropping ours, or outside the lock, lets two releasing
+        // requests each see the other and both leave the entry behind.
+        let mut shard = self.lanes.shard(&self.key);
+        drop(self.lane.take());
+        if shard
+            .get(&self.key)
+            .is_some_and(|l| Arc::strong_count(l) == 1)
+        {
+            shard.remove(&self.key);
+        }
+    }
+}
+
 /// A copy of a store error for each request of a failed batch, keeping its
 /// kind (the failure policy tells "unavailable" from the rest).
 pub(crate) fn share_error(e: &Arc<StoreError>) -> StoreError {
@@ -170,6 +208,10 @@ pub(crate) fn share_error(e: &Arc<StoreError>) -> StoreError {
         StoreError::Conflict => StoreError::Conflict,
         StoreError::VersionConflict => StoreError::VersionConflict,
         StoreError::NotFound => StoreError::NotFound,
+        StoreError::TooLarge { size, limit } => StoreError::TooLarge {
+            size: *size,
+            limit: *limit,
+        },
         StoreError::Unavailable(_) => StoreError::Unavailable(boxed()),
         StoreError::Corrupt(_) => StoreError::Corrupt(boxed()),
         _ => StoreError::Other(boxed()),
@@ -222,7 +264,7 @@ mod tests {
                         .unwrap_or_else(std::sync::PoisonError::into_inner)
                         .push(i);
                 }
-                lanes.release(&key, lane);
+                drop(lane);
             }));
         }
         for t in tasks {
@@ -236,5 +278,30 @@ mod tests {
             assert_eq!(pair[0], pair[1], "two saves interleaved: {order:?}");
         }
         assert_eq!(lanes.len(), 0, "an idle lane was kept");
+    }
+
+    // Issue 7 defect 8: two requests releasing one lane at once each saw the
+    // other's reference (the count was read before their own was dropped)
+    // and both left the entry behind.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_releases_leave_no_lane_behind() {
+        let lanes = Arc::new(SaveLanes::new());
+        let key = SessionId::generate().storage_key();
+        let mut tasks = Vec::new();
+        for _ in 0..4 {
+            let lanes = lanes.clone();
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..5_000 {
+                    let lane = lanes.lane(&key);
+                    let _ = lane.shared();
+                    tokio::task::yield_now().await;
+                    drop(lane);
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.expect("task");
+        }
+        assert_eq!(lanes.len(), 0, "a released lane was kept");
     }
 }
