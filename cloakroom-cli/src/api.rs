@@ -100,7 +100,14 @@ impl From<SessionError> for ApiError {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("the value takes {size} bytes stored, over the {limit}-byte limit"),
             ),
-            SessionError::InvalidKey => Self::bad_request(e.to_string()),
+            // The request asked for more than a session holds: the
+            // client's doing, not an outage.
+            SessionError::RecordTooLarge { .. } | SessionError::CookieTooLarge { .. } => {
+                Self::new(StatusCode::PAYLOAD_TOO_LARGE, e.to_string())
+            }
+            SessionError::InvalidKey | SessionError::ValueTooDeep { .. } => {
+                Self::bad_request(e.to_string())
+            }
             _ => Self::internal("session data could not be read or written", &e),
         }
     }

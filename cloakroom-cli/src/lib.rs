@@ -313,9 +313,18 @@ pub async fn build_app_with_stores(
             let keyring = load_keyring(keys.as_deref(), key_file)?;
             // Logout-everywhere and password changes bump a per-user epoch
             // in the session store; other instances see it within 30 s.
-            let sessions = ClientSessions::new(keyring)
-                .with_chunking(2)
-                .with_revocation(stores.sessions.clone(), Duration::from_secs(30));
+            let sessions = ClientSessions::new(keyring).with_chunking(2);
+            let epochs = stores.sessions.clone();
+            let sessions = if epochs.is_durable() {
+                sessions.with_revocation(epochs, Duration::from_secs(30))
+            } else {
+                // A demo on `memory:` or memcached: accepted, and said. A
+                // restart signs everyone out (revoked cookies stay dead).
+                tracing::warn!(
+                    "the session store is not durable: revocation epochs are lost on restart, and every cookie-mode user must sign in again then"
+                );
+                sessions.with_revocation_on_volatile_store(epochs, Duration::from_secs(30))
+            };
             SessionLayer::builder_client_side(sessions)
         }
     }

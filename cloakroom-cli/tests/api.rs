@@ -454,3 +454,34 @@ async fn multibyte_keys_within_the_byte_limit() -> TestResult {
     assert_eq!(error_of(&r), "key must be at most 256 bytes of UTF-8");
     Ok(())
 }
+
+// Issue 7 defect 13: JSON nested 65-128 deep was accepted by the demo (the
+// JSON parser allows 128) but refused on every later read of the record, so
+// `GET /api/data` answered 500 from then on.
+#[tokio::test]
+async fn too_deep_values_are_refused_at_write() -> TestResult {
+    let (app, _handles, _store) = memory_app().await?;
+    let nested = |depth: usize| {
+        let mut v = json!(1);
+        for _ in 0..depth {
+            v = json!([v]);
+        }
+        v
+    };
+    let r = send(&app, Method::PUT, "/api/data/ok", None, Some(nested(50))).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{:?}", r.body);
+    let cookie = r.cookie_pair().ok_or("no cookie")?;
+    let r = send(
+        &app,
+        Method::PUT,
+        "/api/data/deep",
+        Some(&cookie),
+        Some(nested(100)),
+    )
+    .await;
+    assert_json_error(&r, StatusCode::BAD_REQUEST);
+    assert!(error_of(&r).contains("nests deeper"), "{}", error_of(&r));
+    let r = get(&app, "/api/data", Some(&cookie)).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    Ok(())
+}

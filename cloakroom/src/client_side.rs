@@ -39,6 +39,18 @@
 //!   [`SessionStore`], and every cookie sealed under an older epoch stops
 //!   working once the epoch cache (default 30 s) has expired — that is the
 //!   worst-case delay (S39).
+//!
+//!   Revocation fails closed. Every sign-in reads the user's epoch from the
+//!   store (never from the cache) and creates the epoch record if there is
+//!   none, starting it at the current time in milliseconds, so epochs only
+//!   grow, even across a lost record. A cookie is accepted only when its
+//!   epoch equals the stored one: an older one was revoked, and a missing
+//!   record or a stored epoch *lower* than the cookie's means the store lost
+//!   data, so the cookie is refused (the user signs in again) rather than
+//!   letting every revoked cookie work again. For the same reason the epoch
+//!   store must be durable ([`SessionStore::is_durable`]); a volatile one
+//!   (memory, memcached, Redis) is refused at start-up unless accepted with
+//!   [`ClientSessions::with_revocation_on_volatile_store`].
 //! * **Replay** of an old cookie by its holder within its lifetime: logout
 //!   clears the cookie in the browser, but a copy kept elsewhere stays valid
 //!   until it expires or the epoch is bumped.
@@ -85,6 +97,8 @@ pub struct ClientSessions {
     pub(crate) protection: Protection,
     pub(crate) max_chunks: usize,
     pub(crate) epochs: Option<Arc<EpochCache>>,
+    /// The epoch store was accepted although it is volatile.
+    pub(crate) volatile_epochs_accepted: bool,
 }
 
 impl std::fmt::Debug for ClientSessions {
@@ -106,6 +120,7 @@ impl ClientSessions {
             protection: Protection::Sealed,
             max_chunks: 1,
             epochs: None,
+            volatile_epochs_accepted: false,
         }
     }
 
@@ -129,10 +144,41 @@ impl ClientSessions {
 
     /// Turns on per-user revocation: epochs are kept in `store` and cached
     /// for at most `cache_for` (the worst-case revocation delay).
+    ///
+    /// `store` must be durable ([`SessionStore::is_durable`]): building the
+    /// layer fails with
+    /// [`ConfigError::VolatileRevocationStore`](crate::ConfigError::VolatileRevocationStore)
+    /// otherwise, since a store that forgets epochs would sign every user
+    /// out (see the [module docs](self)).
     #[must_use]
     pub fn with_revocation(mut self, store: Arc<dyn SessionStore>, cache_for: Duration) -> Self {
         self.epochs = Some(Arc::new(EpochCache::new(store, cache_for)));
+        self.volatile_epochs_accepted = false;
         self
+    }
+
+    /// [`ClientSessions::with_revocation`] on a store that may lose data
+    /// (memory, memcached, Redis without persistence). When it does, the
+    /// affected users' cookies are refused and they must sign in again:
+    /// revoked cookies never come back, but every sign-out is lost with the
+    /// data. For development, or where that is acceptable.
+    #[must_use]
+    pub fn with_revocation_on_volatile_store(
+        mut self,
+        store: Arc<dyn SessionStore>,
+        cache_for: Duration,
+    ) -> Self {
+        self.epochs = Some(Arc::new(EpochCache::new(store, cache_for)));
+        self.volatile_epochs_accepted = true;
+        self
+    }
+
+    /// Whether revocation is configured on a volatile store without having
+    /// been accepted as such.
+    pub(crate) fn has_unaccepted_volatile_epochs(&self) -> bool {
+        self.epochs
+            .as_ref()
+            .is_some_and(|e| !e.store.is_durable() && !self.volatile_epochs_accepted)
     }
 
     /// Makes every client-side session of `user` invalid from now on (after
@@ -176,46 +222,87 @@ impl EpochCache {
         StorageKey(h.finalize().into())
     }
 
-    pub(crate) async fn current(&self, user: &str) -> Result<u64, StoreError> {
+    /// Whether a cookie sealed under `epoch` may be used for `user`.
+    pub(crate) async fn check(&self, user: &str, epoch: u64) -> Result<EpochCheck, StoreError> {
         let now = Timestamp::now();
-        if let Some((epoch, at)) = self.lock().get(user)
-            && now.since(*at) < self.ttl
+        let cached = self
+            .lock()
+            .get(user)
+            .filter(|(_, at)| now.since(*at) < self.ttl)
+            .map(|(e, _)| *e);
+        // Only a cached epoch that says "current" or "revoked" is trusted;
+        // a cookie newer than the cache (a sign-in elsewhere since it was
+        // filled) is checked against the store.
+        if let Some(stored) = cached
+            && epoch <= stored
         {
-            return Ok(*epoch);
+            return Ok(EpochCheck::judge(epoch, Some(stored)));
         }
-        let epoch = match self.store.load(&Self::key(user)).await? {
+        let stored = self.load(user).await?;
+        if let Some(stored) = stored {
+            self.remember(user, stored);
+        }
+        Ok(EpochCheck::judge(epoch, stored))
+    }
+
+    /// The epoch to seal a fresh sign-in under, read from the store (never
+    /// the cache). A user without an epoch record gets one, starting at the
+    /// current time in milliseconds: epochs then only grow, even after the
+    /// store lost a record, so no cookie sealed before the loss matches.
+    pub(crate) async fn for_login(&self, user: &str) -> Result<u64, StoreError> {
+        for _ in 0..16 {
+            if let Some(epoch) = self.load(user).await? {
+                self.remember(user, epoch);
+                return Ok(epoch);
+            }
+            let start = Timestamp::now().as_millis().max(1);
+            match self
+                .store
+                .create(&Self::key(user), &epoch_record(start)?)
+                .await
+            {
+                Ok(()) => {
+                    self.remember(user, start);
+                    return Ok(start);
+                }
+                // Another sign-in created it first: read theirs.
+                Err(StoreError::Conflict) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Err(StoreError::other(
+            "could not read the revocation epoch: too much contention",
+        ))
+    }
+
+    /// The stored epoch, `None` if the user has no epoch record.
+    async fn load(&self, user: &str) -> Result<Option<u64>, StoreError> {
+        match self.store.load(&Self::key(user)).await? {
             Some(r) => r
                 .get::<u64>("epoch")
                 .map_err(StoreError::corrupt)?
-                .unwrap_or(0),
-            None => 0,
-        };
-        let mut cache = self.lock();
-        if cache.len() > 100_000 {
-            cache.clear();
+                .ok_or_else(|| StoreError::corrupt("epoch record without an epoch"))
+                .map(Some),
+            None => Ok(None),
         }
-        cache.insert(user.to_owned(), (epoch, now));
-        Ok(epoch)
     }
 
     async fn bump(&self, user: &str) -> Result<u64, StoreError> {
         let key = Self::key(user);
-        // Epoch records outlive every session they can revoke.
-        let life = Duration::from_secs(400 * 24 * 3600);
         for _ in 0..16 {
             match self.store.load(&key).await? {
                 Some(mut r) => {
                     let expected = r.version;
-                    let next = r
+                    let current = r
                         .get::<u64>("epoch")
                         .map_err(StoreError::corrupt)?
-                        .unwrap_or(0)
-                        + 1;
+                        .ok_or_else(|| StoreError::corrupt("epoch record without an epoch"))?;
+                    let next = current.saturating_add(1);
                     r.insert("epoch", &next).map_err(StoreError::other)?;
                     r.version = expected + 1;
                     let now = Timestamp::now();
-                    r.idle_deadline = now.saturating_add(life);
-                    r.absolute_deadline = now.saturating_add(life);
+                    r.idle_deadline = now.saturating_add(EPOCH_LIFE);
+                    r.absolute_deadline = now.saturating_add(EPOCH_LIFE);
                     match self.store.save(&key, &r, expected).await {
                         Ok(()) => return Ok(self.remember(user, next)),
                         Err(StoreError::VersionConflict | StoreError::NotFound) => continue,
@@ -223,11 +310,11 @@ impl EpochCache {
                     }
                 }
                 None => {
-                    let mut r = Record::new(Timestamp::now(), life, life);
-                    r.version = 1;
-                    r.insert("epoch", &1u64).map_err(StoreError::other)?;
-                    match self.store.create(&key, &r).await {
-                        Ok(()) => return Ok(self.remember(user, 1)),
+                    // No record (never signed in since epochs were kept, or
+                    // lost): start above every epoch a cookie can carry.
+                    let start = Timestamp::now().as_millis().max(1);
+                    match self.store.create(&key, &epoch_record(start)?).await {
+                        Ok(()) => return Ok(self.remember(user, start)),
                         Err(StoreError::Conflict) => continue,
                         Err(e) => return Err(e),
                     }
@@ -239,9 +326,18 @@ impl EpochCache {
         ))
     }
 
+    /// Caches `epoch` for `user`, never replacing a newer one: a slow read
+    /// must not undo a revocation this process has seen.
     fn remember(&self, user: &str, epoch: u64) -> u64 {
-        self.lock()
-            .insert(user.to_owned(), (epoch, Timestamp::now()));
+        let mut cache = self.lock();
+        if cache.len() > 100_000 {
+            cache.clear();
+        }
+        let now = Timestamp::now();
+        let entry = cache.entry(user.to_owned()).or_insert((epoch, now));
+        if epoch >= entry.0 {
+            *entry = (epoch, now);
+        }
         epoch
     }
 
@@ -249,6 +345,49 @@ impl EpochCache {
         self.cache
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// How long an epoch record lives: longer than every session it can revoke
+/// (cookies last at most 400 days).
+const EPOCH_LIFE: Duration = Duration::from_secs(400 * 24 * 3600);
+
+/// A fresh epoch record holding `epoch`.
+fn epoch_record(epoch: u64) -> Result<Record, StoreError> {
+    let mut r = Record::new(Timestamp::now(), EPOCH_LIFE, EPOCH_LIFE);
+    r.version = 1;
+    r.insert("epoch", &epoch).map_err(StoreError::other)?;
+    Ok(r)
+}
+
+/// What a cookie's revocation epoch says about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EpochCheck {
+    /// Sealed under the user's current epoch: usable.
+    Current,
+    /// Sealed under an older epoch: revoked.
+    Revoked,
+    /// The store has no epoch for the user, or an older one than the
+    /// cookie's: it lost data. Refused (fail closed).
+    Unknown,
+}
+
+impl EpochCheck {
+    fn judge(cookie: u64, stored: Option<u64>) -> Self {
+        match stored {
+            Some(s) if cookie == s => Self::Current,
+            Some(s) if cookie < s => Self::Revoked,
+            _ => Self::Unknown,
+        }
+    }
+
+    /// Why a cookie was refused, for the log.
+    pub(crate) fn reason(self) -> &'static str {
+        match self {
+            Self::Current => "current",
+            Self::Revoked => "revoked (older epoch)",
+            Self::Unknown => "revocation state lost (no or older epoch stored); sign in again",
+        }
     }
 }
 
@@ -263,7 +402,9 @@ pub(crate) enum Presented {
 pub(crate) fn presented(headers: &[HeaderValue], name: &str, max_chunks: usize) -> Presented {
     let first = match find_cookie_in(headers, name) {
         CookieLookup::Absent => return Presented::Absent,
-        CookieLookup::Duplicate => return Presented::Rejected { chunks: 1 },
+        CookieLookup::Duplicate | CookieLookup::Malformed => {
+            return Presented::Rejected { chunks: 1 };
+        }
         CookieLookup::Found(v) => v,
     };
     // Unchunked values never contain '.', chunked ones start "N.".
@@ -383,12 +524,11 @@ impl ClientSessions {
             crate::crypto::SealError::TooLarge { len, .. } => SealFailure::TooLarge(len),
             _ => SealFailure::Crypto,
         })?;
-        if name.len() + text.len() <= MAX_COOKIE_BYTES {
+        let chunks = self
+            .chunks_for(name, text.len())
+            .map_err(SealFailure::TooLarge)?;
+        if chunks == 1 {
             return Ok(vec![text]);
-        }
-        let chunks = text.len().div_ceil(CHUNK_CHARS);
-        if chunks > self.max_chunks {
-            return Err(SealFailure::TooLarge(text.len() + name.len()));
         }
         let mut out: Vec<String> = text
             .as_bytes()
@@ -399,17 +539,41 @@ impl ClientSessions {
         Ok(out)
     }
 
-    /// An upper estimate of the sealed cookie bytes for a record, used to
-    /// refuse an `insert` early: name plus base64 of payload and envelope
-    /// overhead, and chunk prefixes when chunking.
-    pub(crate) fn sealed_len(&self, name: &str, record: &Record) -> usize {
+    /// How many cookies a sealed text of `text_len` characters takes: the
+    /// one rule shared by [`ClientSessions::seal`] and the checks that refuse
+    /// a change early, so that whatever passes a check is sent (S12).
+    ///
+    /// # Errors
+    ///
+    /// The cookie bytes it would need, when that is more than allowed.
+    fn chunks_for(&self, name: &str, text_len: usize) -> Result<usize, usize> {
+        if name.len() + text_len <= MAX_COOKIE_BYTES {
+            return Ok(1);
+        }
+        let chunks = text_len.div_ceil(CHUNK_CHARS);
+        if chunks > self.max_chunks {
+            return Err(text_len + chunks * (name.len() + 3));
+        }
+        Ok(chunks)
+    }
+
+    /// Whether `record` fits its cookie(s) once sealed: the sealed length is
+    /// exact (fixed envelope, unpadded base64), so this agrees with
+    /// [`ClientSessions::seal`].
+    ///
+    /// # Errors
+    ///
+    /// The cookie bytes it would need, when it does not fit.
+    pub(crate) fn check_fits(&self, name: &str, record: &Record) -> Result<(), usize> {
         let payload = 17 + record.encoded_len();
         let text = match self.protection {
             Protection::Sealed => crate::crypto::sealed_len(payload),
             Protection::Signed => crate::crypto::signed_len(payload),
         };
-        let chunks = text.div_ceil(CHUNK_CHARS).max(1);
-        text + chunks * (name.len() + 3)
+        if text > crate::crypto::MAX_TOKEN_LEN {
+            return Err(text + name.len());
+        }
+        self.chunks_for(name, text).map(drop)
     }
 
     pub(crate) fn epochs(&self) -> Option<&EpochCache> {

@@ -31,7 +31,10 @@ pub enum OnStoreFailure {
         retry_after: Duration,
     },
     /// Carry on as an anonymous visitor, as if no cookie had been sent, and
-    /// log a warning. Writes of this request are lost (and logged).
+    /// log a warning. Writes of this request are lost (and logged), and no
+    /// cookie is set: the one presented may name a valid session. A logout
+    /// or revocation that fails is still an error to the handler and is
+    /// still answered with `503`: a sign-out never looks like it worked.
     ContinueAnonymous,
     /// Replace the response with the one this function builds.
     Respond(FailureResponder),
@@ -91,6 +94,12 @@ pub enum ConfigError {
     /// A timeout is zero, or the idle timeout exceeds the absolute one.
     #[error("invalid expiry: {0}")]
     Expiry(&'static str),
+    /// Client-side revocation epochs would be kept in a store that may lose
+    /// them ([`SessionStore::is_durable`] is `false`).
+    #[error(
+        "the revocation epoch store is not durable (it may lose or evict data); use a durable store such as SQLite or PostgreSQL, or accept the risk with ClientSessions::with_revocation_on_volatile_store"
+    )]
+    VolatileRevocationStore,
 }
 
 pub(crate) type IdGenerator = Arc<dyn Fn() -> SessionId + Send + Sync>;
@@ -228,6 +237,11 @@ impl SessionConfig {
             return Err(ConfigError::Expiry(
                 "the idle timeout exceeds the absolute timeout",
             ));
+        }
+        if let Backend::Client(client) = &backend
+            && client.has_unaccepted_volatile_epochs()
+        {
+            return Err(ConfigError::VolatileRevocationStore);
         }
         if self.cookie.is_insecure_dev() {
             tracing::warn!(

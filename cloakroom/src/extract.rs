@@ -45,17 +45,19 @@ impl<S: Send + Sync> FromRequestParts<S> for Session {
 ///
 /// A store failure becomes `503` (the layer replaces it with its configured
 /// failure response anyway); a value of the wrong type `500`; an oversized
-/// value `413`; a bad key `400`. Messages never include session contents.
+/// value or record `413`; a bad key, user or too deeply nested value `400`. Messages never include session contents.
 impl IntoResponse for SessionError {
     fn into_response(self) -> Response {
         let status = match &self {
             SessionError::Store(e) if matches!(**e, StoreError::Unavailable(_)) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            SessionError::ValueTooLarge { .. } | SessionError::CookieTooLarge { .. } => {
-                StatusCode::PAYLOAD_TOO_LARGE
-            }
-            SessionError::InvalidKey | SessionError::InvalidUser => StatusCode::BAD_REQUEST,
+            SessionError::ValueTooLarge { .. }
+            | SessionError::CookieTooLarge { .. }
+            | SessionError::RecordTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            SessionError::InvalidKey
+            | SessionError::InvalidUser
+            | SessionError::ValueTooDeep { .. } => StatusCode::BAD_REQUEST,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         (status, self.to_string()).into_response()

@@ -31,6 +31,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
+use std::time::Duration;
 
 use http::header::{CACHE_CONTROL, RETRY_AFTER, SET_COOKIE};
 use http::{HeaderValue, Request, Response, StatusCode};
@@ -39,7 +40,7 @@ use tower_service::Service;
 
 use crate::client_side::ClientSessions;
 use crate::config::{Backend, ConfigError, Context, OnStoreFailure, SessionConfig};
-use crate::session::Session;
+use crate::session::{Failure, Session};
 use crate::store::{SessionStore, StoreError};
 
 /// The store failure behind a replaced response, placed in its extensions.
@@ -182,10 +183,9 @@ where
             let mut res = inner.call(req).await?;
             let outcome = session.finish(res.status().is_server_error()).await;
             if let Some(failure) = outcome.failure
-                && let Some(replaced) = failure_response::<ResBody>(&ctx.on_failure, &failure)
+                && let Some(replaced) = failure_response::<ResBody>(&ctx.on_failure, failure)
             {
                 res = replaced;
-                res.extensions_mut().insert(StoreFailure(failure));
             }
             if !outcome.set_cookies.is_empty() {
                 let headers = res.headers_mut();
@@ -200,27 +200,52 @@ where
     }
 }
 
+/// The response that replaces the handler's, if any.
 fn failure_response<B: From<String>>(
     policy: &OnStoreFailure,
-    err: &StoreError,
+    failure: Failure,
 ) -> Option<Response<B>> {
-    match policy {
-        OnStoreFailure::ContinueAnonymous => None,
-        OnStoreFailure::ServiceUnavailable { retry_after } => {
-            let mut res = Response::new(B::from(
-                "The session store is unavailable. Please retry shortly.\n".to_owned(),
-            ));
-            *res.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-            res.headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from(retry_after.as_secs().max(1)));
-            res.headers_mut().insert(
-                http::header::CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; charset=utf-8"),
-            );
-            Some(res)
+    let (error, revocation) = match failure {
+        Failure::Store { error, revocation } => (error, revocation),
+        Failure::TooLarge(message) => {
+            return Some(plain(StatusCode::PAYLOAD_TOO_LARGE, format!("{message}\n")));
         }
-        OnStoreFailure::Respond(f) => Some(f(err).map(B::from)),
-    }
+        Failure::Unsealable => {
+            return Some(plain(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "The session could not be saved.\n".to_owned(),
+            ));
+        }
+    };
+    let mut res = match policy {
+        // A sign-out that did not happen must not look like one that did.
+        OnStoreFailure::ContinueAnonymous if revocation => unavailable(Duration::from_secs(5)),
+        OnStoreFailure::ContinueAnonymous => return None,
+        OnStoreFailure::ServiceUnavailable { retry_after } => unavailable(*retry_after),
+        OnStoreFailure::Respond(f) => f(&error).map(B::from),
+    };
+    res.extensions_mut().insert(StoreFailure(error));
+    Some(res)
+}
+
+fn unavailable<B: From<String>>(retry_after: Duration) -> Response<B> {
+    let mut res = plain(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "The session store is unavailable. Please retry shortly.\n".to_owned(),
+    );
+    res.headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from(retry_after.as_secs().max(1)));
+    res
+}
+
+fn plain<B: From<String>>(status: StatusCode, body: String) -> Response<B> {
+    let mut res = Response::new(B::from(body));
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    res
 }
 
 /// The peer address, if the server put it in the request extensions (axum's

@@ -496,6 +496,18 @@ pub fn decode_value<T: DeserializeOwned>(raw: &[u8]) -> Result<T, DecodeError> {
     T::deserialize(&mut de).map_err(|e| DecodeError::Value(e.to_string()))
 }
 
+/// Checks that an encoded value nests no deeper than [`MAX_VALUE_DEPTH`],
+/// the limit [`decode_value`] reads back with: what passes here can always
+/// be read again.
+///
+/// # Errors
+///
+/// [`DecodeError::Value`] when the value nests too deep (or is not
+/// MessagePack).
+pub fn check_value_depth(raw: &[u8]) -> Result<(), DecodeError> {
+    decode_value::<serde::de::IgnoredAny>(raw).map(drop)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

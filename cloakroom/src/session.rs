@@ -46,7 +46,7 @@ use crate::cookie::{CookieLookup, RawCookies, find_cookie_in};
 use crate::expiry::Timestamp;
 use crate::id::{LogTag, SessionId, StorageKey};
 use crate::record::{self, DecodeError, Device, MAX_KEY_BYTES, Record};
-use crate::save_lanes::{self, ChangeSet, Lane, SaveLanes, Saved, Waiter};
+use crate::save_lanes::{self, ChangeSet, Lane, Saved, Waiter};
 use crate::store::{SessionStore, StoreError};
 
 /// How often a save is retried after a version conflict. Each retry is a
@@ -113,6 +113,37 @@ pub enum SessionError {
     /// The user passed to `login` is empty or longer than 1 KiB.
     #[error("the signed-in user must be 1 to {MAX_USER_BYTES} bytes long")]
     InvalidUser,
+    /// The value nests deeper than records can be read back
+    /// ([`MAX_VALUE_DEPTH`](crate::record::MAX_VALUE_DEPTH)). The value was
+    /// not inserted.
+    #[error("session value {key:?} nests deeper than {limit} levels; flatten it")]
+    ValueTooDeep {
+        /// The key written.
+        key: String,
+        /// The nesting limit.
+        limit: usize,
+    },
+    /// The record would exceed the configured size limit
+    /// ([`SessionConfig::with_max_record_bytes`](crate::SessionConfig::with_max_record_bytes));
+    /// nothing was written.
+    #[error(
+        "the session record would be {size} bytes, over the {limit}-byte limit; keep large data in your database and its id in the session"
+    )]
+    RecordTooLarge {
+        /// The encoded size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// [`Session::logout_everywhere`] on client-side sessions without
+    /// revocation configured: the other devices' cookies cannot be ended.
+    /// Nothing was changed; configure
+    /// [`ClientSessions::with_revocation`](crate::client_side::ClientSessions::with_revocation),
+    /// or call [`Session::logout`] to sign out this device only.
+    #[error(
+        "cannot sign out other devices: client-side revocation is not configured (ClientSessions::with_revocation)"
+    )]
+    RevocationNotConfigured,
 }
 
 /// What the request presented.
@@ -202,9 +233,30 @@ struct State {
     /// This request's changes to the values, not yet saved.
     pending: ChangeSet,
     cookie: CookieAction,
-    /// A store failure the layer must answer with its policy.
-    failure: Option<Arc<StoreError>>,
+    /// The load (or the client-side epoch check) failed, whatever the
+    /// failure policy: nothing this request writes may replace a session it
+    /// could not read (its cookie may name a valid one).
+    load_failed: Option<Arc<StoreError>>,
+    /// What the layer must answer instead of the handler's response.
+    failure: Option<Failure>,
     finished: bool,
+}
+
+/// Why the layer replaces the handler's response.
+#[derive(Debug, Clone)]
+pub(crate) enum Failure {
+    /// The store failed. `revocation`: it was a logout or revocation that
+    /// could not be carried out, which is answered as a failure even under
+    /// [`OnStoreFailure::ContinueAnonymous`].
+    Store {
+        error: Arc<StoreError>,
+        revocation: bool,
+    },
+    /// The session's changes are too large to be kept: over the record
+    /// limit or, client-side, more than its cookies hold (413).
+    TooLarge(String),
+    /// The client-side cookie could not be sealed (500).
+    Unsealable,
 }
 
 /// The session of one request. Get it with the axum extractor or from the
@@ -246,7 +298,7 @@ impl fmt::Debug for Session {
 /// What [`Session::finish`] tells the layer to do with the response.
 pub(crate) struct Outcome {
     pub(crate) set_cookies: Vec<HeaderValue>,
-    pub(crate) failure: Option<Arc<StoreError>>,
+    pub(crate) failure: Option<Failure>,
 }
 
 impl Session {
@@ -268,6 +320,7 @@ impl Session {
                     current: None,
                     pending: ChangeSet::default(),
                     cookie: CookieAction::None,
+                    load_failed: None,
                     failure: None,
                     finished: false,
                 }),
@@ -307,6 +360,7 @@ impl Session {
         match find_cookie_in(cookies, name) {
             CookieLookup::Absent => Incoming::Absent,
             CookieLookup::Duplicate => cookie_rejected("duplicate", "duplicate session cookies"),
+            CookieLookup::Malformed => cookie_rejected("malformed", "session cookie is not ASCII"),
             CookieLookup::Found(v) => match SessionId::parse(v) {
                 Ok(id) => Incoming::Id(id),
                 Err(e) => {
@@ -341,7 +395,13 @@ impl Session {
     /// Loads the record on first use.
     async fn ensure_loaded(&self, state: &mut State) -> Result<(), SessionError> {
         if state.loaded {
-            return Ok(());
+            // A failed load stays failed for the whole request: a second
+            // call must not find "no session" and let a write replace the
+            // one the cookie names.
+            return match &state.load_failed {
+                Some(e) if !self.continues_anonymous() => Err(SessionError::Store(e.clone())),
+                _ => Ok(()),
+            };
         }
         if let (Incoming::Sealed(text), Some(client)) = (self.incoming(), self.client()) {
             return self.open_sealed(state, client, text).await;
@@ -373,10 +433,13 @@ impl Session {
             }
             Ok(None) => {
                 // Never issued, expired, or revoked: never adopt it (S4).
+                // The cookie is left alone: the ID may just have been
+                // rotated by a sign-in whose response reached the browser
+                // first, and a removal here would sign that user out. A
+                // write replaces it with a new ID anyway.
                 tracing::warn!(event = "invalid", reason = "unknown session id", tag = %id.log_tag(), "session cookie rejected");
                 metrics::counter!("cloakroom_invalid_cookies_total", "reason" => "unknown")
                     .increment(1);
-                state.cookie = CookieAction::Remove;
             }
             Err(StoreError::Corrupt(e)) => {
                 tracing::warn!(event = "invalid", reason = "corrupt record", error = %e, tag = %id.log_tag(), "session record unreadable; treating as absent");
@@ -384,11 +447,60 @@ impl Session {
             }
             Err(e) => {
                 state.loaded = true;
-                return self.store_failed(state, e, "load");
+                return self.load_failed(state, e, "load");
             }
         }
         state.loaded = true;
         Ok(())
+    }
+
+    fn continues_anonymous(&self) -> bool {
+        matches!(self.inner.ctx.on_failure, OnStoreFailure::ContinueAnonymous)
+    }
+
+    /// Records a failed load (kept whatever the policy) and applies the
+    /// failure policy.
+    fn load_failed(
+        &self,
+        state: &mut State,
+        e: StoreError,
+        op: &'static str,
+    ) -> Result<(), SessionError> {
+        let e = Arc::new(e);
+        state.load_failed = Some(e.clone());
+        if self.continues_anonymous() {
+            tracing::warn!(error = %e, op, "session store failed; continuing as anonymous, and this request's writes are dropped");
+            return Ok(());
+        }
+        tracing::error!(error = %e, op, "session store failed");
+        state.failure = Some(Failure::Store {
+            error: e.clone(),
+            revocation: false,
+        });
+        Err(SessionError::Store(e))
+    }
+
+    /// The error for an operation that must know the stored session
+    /// (sign-in, rotation, revocation) after its load failed, whatever the
+    /// failure policy.
+    fn unreadable(state: &State) -> Result<(), SessionError> {
+        match &state.load_failed {
+            Some(e) => Err(SessionError::Store(e.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// A revocation (logout, log-out-everywhere) that could not be carried
+    /// out: always an error to the caller, and always a failure response,
+    /// even under [`OnStoreFailure::ContinueAnonymous`]: a sign-out must
+    /// never look like it worked.
+    fn revocation_failed(state: &mut State, e: Arc<StoreError>, op: &'static str) -> SessionError {
+        tracing::error!(error = %e, op, "session revocation failed; the session is NOT ended");
+        state.failure = Some(Failure::Store {
+            error: e.clone(),
+            revocation: true,
+        });
+        SessionError::Store(e)
     }
 
     /// Client-side: opens the sealed cookie (S31–S33, S39).
@@ -416,14 +528,18 @@ impl Session {
             return Ok(());
         }
         if let (Some(user), Some(epochs)) = (&opened.record.user, client.epochs()) {
-            match epochs.current(user).await {
-                Ok(current) if opened.epoch < current => {
-                    tracing::info!(event = "revoked", "client-side session revoked by epoch");
+            match epochs.check(user, opened.epoch).await {
+                Ok(client_side::EpochCheck::Current) => {}
+                Ok(verdict) => {
+                    tracing::info!(
+                        event = "revoked",
+                        reason = verdict.reason(),
+                        "client-side session refused by its revocation epoch"
+                    );
                     state.cookie = CookieAction::Remove;
                     return Ok(());
                 }
-                Ok(_) => {}
-                Err(e) => return self.store_failed(state, e, "epoch"),
+                Err(e) => return self.load_failed(state, e, "epoch"),
             }
         }
         state.epoch = opened.epoch;
@@ -437,20 +553,23 @@ impl Session {
         Ok(())
     }
 
-    /// Applies the failure policy to a store error met during the request.
+    /// Applies the failure policy to a failed write (save, create, rotate).
     fn store_failed(
         &self,
         state: &mut State,
         e: StoreError,
         op: &'static str,
     ) -> Result<(), SessionError> {
-        if matches!(self.inner.ctx.on_failure, OnStoreFailure::ContinueAnonymous) {
-            tracing::warn!(error = %e, op, "session store failed; continuing as anonymous");
-            return Ok(());
-        }
-        tracing::error!(error = %e, op, "session store failed");
         let e = Arc::new(e);
-        state.failure = Some(e.clone());
+        if self.continues_anonymous() {
+            tracing::warn!(error = %e, op, "session store failed; continuing as anonymous");
+        } else {
+            tracing::error!(error = %e, op, "session store failed");
+            state.failure = Some(Failure::Store {
+                error: e.clone(),
+                revocation: false,
+            });
+        }
         Err(SessionError::Store(e))
     }
 
@@ -484,8 +603,11 @@ impl Session {
     ///
     /// # Errors
     ///
-    /// [`SessionError::InvalidKey`], [`SessionError::Encode`] or
-    /// [`SessionError::ValueTooLarge`]; the session is left unchanged.
+    /// [`SessionError::InvalidKey`], [`SessionError::Encode`],
+    /// [`SessionError::ValueTooLarge`] or [`SessionError::ValueTooDeep`];
+    /// client-side, [`SessionError::CookieTooLarge`] or
+    /// [`SessionError::Store`] when the cookie's revocation epoch cannot be
+    /// checked. The session is left unchanged.
     pub async fn insert<T: Serialize + ?Sized>(
         &self,
         key: &str,
@@ -504,22 +626,28 @@ impl Session {
                 limit,
             });
         }
+        // What cannot be read back must not be written: a record holding
+        // it would fail every later read (S37).
+        if record::check_value_depth(&bytes).is_err() {
+            return Err(SessionError::ValueTooDeep {
+                key: key.to_owned(),
+                limit: record::MAX_VALUE_DEPTH,
+            });
+        }
         let mut state = self.inner.state.lock().await;
-        let previous = state.pending.changes.insert(key.to_owned(), Some(bytes));
         if let Some(client) = self.client() {
             // A client-side record must fit its cookie(s): refuse now, with
-            // a typed error, rather than fail after the handler (S12).
+            // a typed error, rather than fail after the handler (S12). Load
+            // first, so a failed load leaves the change set untouched.
             self.ensure_loaded(&mut state).await?;
-            let size =
-                client.sealed_len(self.inner.ctx.cookie.name(), &self.pending_record(&state));
-            if size > client.max_chunks * crate::cookie::MAX_COOKIE_BYTES {
-                match previous {
-                    Some(p) => state.pending.changes.insert(key.to_owned(), p),
-                    None => state.pending.changes.remove(key),
-                };
-                return Err(SessionError::CookieTooLarge { size });
-            }
+            let mut candidate = self.pending_record(&state);
+            // Keys were checked above.
+            let _ = candidate.insert_raw(key.to_owned(), bytes.clone());
+            client
+                .check_fits(self.inner.ctx.cookie.name(), &candidate)
+                .map_err(|size| SessionError::CookieTooLarge { size })?;
         }
+        state.pending.changes.insert(key.to_owned(), Some(bytes));
         Ok(())
     }
 
@@ -625,17 +753,23 @@ impl Session {
     /// # Errors
     ///
     /// [`SessionError::Store`] if the delete failed; the session is then
-    /// unchanged.
+    /// unchanged, and the layer answers with its failure response whatever
+    /// the handler returns, even under
+    /// [`OnStoreFailure::ContinueAnonymous`]: a sign-out never reports
+    /// success without having happened.
     pub async fn destroy(&self) -> Result<(), SessionError> {
         let mut state = self.inner.state.lock().await;
+        // The loaded record's key, or else the presented ID's: also when
+        // its load failed or has not run, since the record may well exist
+        // (deleting a missing record is cheap and succeeds).
         let key = match (&state.current, self.incoming()) {
             (Some(c), _) => Some(c.key),
-            (None, Incoming::Id(id)) if !state.loaded => Some(id.storage_key()),
+            (None, Incoming::Id(id)) => Some(id.storage_key()),
             _ => None,
         };
         if let (Some(key), Some(store)) = (key, self.store()) {
             if let Err(e) = timed("delete", store.delete(&key)).await {
-                return self.store_failed(&mut state, e, "delete");
+                return Err(Self::revocation_failed(&mut state, Arc::new(e), "delete"));
             }
             tracing::info!(event = "destroyed", "session destroyed");
             metrics::counter!("cloakroom_sessions_destroyed_total").increment(1);
@@ -643,6 +777,9 @@ impl Session {
         let had_cookie = !matches!(self.incoming(), Incoming::Absent)
             || matches!(state.cookie, CookieAction::Set);
         state.loaded = true;
+        // The session is gone for sure now: writes later in this request
+        // may start a new one.
+        state.load_failed = None;
         state.current = None;
         state.pending = ChangeSet::default();
         state.cookie = if had_cookie {
@@ -672,6 +809,7 @@ impl Session {
     pub async fn rotate(&self) -> Result<(), SessionError> {
         let mut state = self.inner.state.lock().await;
         self.ensure_loaded(&mut state).await?;
+        Self::unreadable(&state)?;
         if state.current.is_none() {
             // Nothing stored yet: the first save will mint a fresh ID anyway.
             return Ok(());
@@ -698,12 +836,19 @@ impl Session {
     /// [`Session::login`] with options such as remember-me.
     ///
     /// A sign-in starts a new session lifetime: the absolute deadline runs
-    /// from now, under the remember-me timeouts if asked for.
+    /// from now, under the remember-me timeouts if asked for. Signing in as
+    /// a *different* user than the one signed in clears the session's
+    /// values first (what this request inserted before the call is kept):
+    /// one user's data never carries over to the next. Signing in from an
+    /// anonymous session keeps its values (a shopping cart, say).
     ///
     /// # Errors
     ///
-    /// As [`Session::login`], and [`SessionError::InvalidUser`] for an empty
-    /// user or one over 1 KiB.
+    /// As [`Session::login`] (also when the session could not be loaded,
+    /// whatever the failure policy), [`SessionError::InvalidUser`] for an
+    /// empty user or one over 1 KiB, [`SessionError::RecordTooLarge`] or
+    /// (client-side) [`SessionError::CookieTooLarge`] when the signed-in
+    /// record would not fit.
     pub async fn login_with(
         &self,
         user: impl Into<String>,
@@ -715,9 +860,21 @@ impl Session {
         }
         let mut state = self.inner.state.lock().await;
         self.ensure_loaded(&mut state).await?;
+        Self::unreadable(&state)?;
         let now = self.now();
         let (idle, absolute) = self.inner.ctx.expiry.timeouts(options.remember_me);
+        let new_principal = state
+            .current
+            .as_ref()
+            .and_then(|c| c.record.user.as_deref())
+            .is_some_and(|u| u != user);
         let mut record = self.pending_record(&state);
+        if new_principal {
+            // Nothing of the previous user's survives; this request's own
+            // changes are re-applied.
+            record.clear();
+            state.pending.apply(&mut record);
+        }
         record.created_at = now;
         record.idle_timeout = idle;
         record.idle_deadline = now.saturating_add(idle);
@@ -738,7 +895,9 @@ impl Session {
         };
         if let Some(client) = self.client() {
             if let (Some(epochs), Some(user)) = (client.epochs(), &record.user) {
-                match epochs.current(user).await {
+                // Read past the cache: a stale cached epoch must not seal a
+                // fresh sign-in under an epoch that is already revoked.
+                match epochs.for_login(user).await {
                     Ok(epoch) => state.epoch = epoch,
                     Err(e) => return self.store_failed(&mut state, e, "epoch"),
                 }
@@ -755,6 +914,12 @@ impl Session {
         state: &mut State,
         mut record: Record,
     ) -> Result<(), SessionError> {
+        if let Some(client) = self.client() {
+            // Refuse now what the response could not carry (S12).
+            client
+                .check_fits(self.inner.ctx.cookie.name(), &record)
+                .map_err(|size| SessionError::CookieTooLarge { size })?;
+        }
         record.version = state.current.as_ref().map_or(1, |c| c.record.version + 1);
         let (id, key) = client_handle(&record);
         state.current = Some(Current { id, key, record });
@@ -765,29 +930,42 @@ impl Session {
     }
 
     /// Signs the user out on every device: deletes all their server-side
-    /// sessions (this one included), or, for client-side sessions with
-    /// revocation configured, bumps their revocation epoch. The current
-    /// session is destroyed either way.
+    /// sessions (this one included), or, for client-side sessions, bumps
+    /// their revocation epoch. The current session is destroyed too.
     ///
     /// # Errors
     ///
-    /// [`SessionError::Store`] if the store failed.
+    /// [`SessionError::Store`] if the session could not be loaded or the
+    /// revocation failed, whatever the failure policy (the layer then
+    /// answers with its failure response);
+    /// [`SessionError::RevocationNotConfigured`] for client-side sessions
+    /// without [`ClientSessions::with_revocation`]. Nothing is signed out
+    /// then, this device included.
     pub async fn logout_everywhere(&self) -> Result<(), SessionError> {
-        let user = self.user().await?;
+        let mut state = self.inner.state.lock().await;
+        self.ensure_loaded(&mut state).await?;
+        if let Some(e) = state.load_failed.clone() {
+            return Err(Self::revocation_failed(&mut state, e, "logout_everywhere"));
+        }
+        let user = state.current.as_ref().and_then(|c| c.record.user.clone());
         if let Some(user) = user {
             let result = match &self.inner.ctx.backend {
                 Backend::Server(store) => store.delete_by_user(&user, None).await.map(drop),
                 Backend::Client(client) => match client.epochs() {
                     Some(_) => client.revoke_user(&user).await.map(drop),
-                    None => Ok(()),
+                    None => return Err(SessionError::RevocationNotConfigured),
                 },
             };
             if let Err(e) = result {
-                let mut state = self.inner.state.lock().await;
-                return self.store_failed(&mut state, e, "logout_everywhere");
+                return Err(Self::revocation_failed(
+                    &mut state,
+                    Arc::new(e),
+                    "logout_everywhere",
+                ));
             }
             tracing::info!(event = "revoked", "all sessions of a user revoked");
         }
+        drop(state);
         self.destroy().await
     }
 
@@ -814,6 +992,11 @@ impl Session {
         let Some(store) = self.store() else {
             return self.adopt_client_record(state, record);
         };
+        let size = record.encoded_len();
+        let limit = self.inner.ctx.max_record_bytes;
+        if size > limit {
+            return Err(SessionError::RecordTooLarge { size, limit });
+        }
         record.version = state.current.as_ref().map_or(1, |c| c.record.version + 1);
         let mut last_err = StoreError::Conflict;
         for _ in 0..MAX_ID_ATTEMPTS {
@@ -865,15 +1048,24 @@ impl Session {
         } else if let Some(client) = self.client() {
             self.finish_client(&mut state, client, dirty).await;
         } else if dirty {
-            if let Err(e) = self.save(&mut state).await {
-                let _ = self.store_failed(&mut state, e, "save");
+            match self.save(&mut state).await {
+                Ok(()) => {}
+                Err(StoreError::TooLarge { size, limit }) => {
+                    // The request asked for too much: 413, not an outage.
+                    let e = SessionError::RecordTooLarge { size, limit };
+                    tracing::warn!(size, limit, "session changes refused: record too large");
+                    state.failure = Some(Failure::TooLarge(e.to_string()));
+                }
+                Err(e) => {
+                    let _ = self.store_failed(&mut state, e, "save");
+                }
             }
         } else if state.loaded {
             self.maybe_touch(&state).await;
         }
         let set_cookies = match &self.inner.ctx.backend {
             Backend::Server(_) => self.server_cookie(&state).into_iter().collect(),
-            Backend::Client(client) => self.client_cookies(&state, client),
+            Backend::Client(client) => self.client_cookies(&mut state, client),
         };
         Outcome {
             set_cookies,
@@ -914,6 +1106,14 @@ impl Session {
             // Writes without reads: open the cookie so the changes merge.
             let _ = self.ensure_loaded(state).await;
         }
+        if state.load_failed.is_some() {
+            // The cookie could not be checked: a new one must not replace
+            // it (it may be valid). The changes are dropped.
+            if dirty {
+                tracing::warn!("session changes dropped: the session could not be loaded");
+            }
+            return;
+        }
         let now = self.now();
         let touch_due = state.current.as_ref().is_some_and(|c| {
             now.since(c.record.last_seen()) >= self.inner.ctx.expiry.touch_interval()
@@ -936,7 +1136,17 @@ impl Session {
             record.version += 1;
             record.idle_deadline = now.saturating_add(record.idle_timeout);
         }
-        let _ = client;
+        if let Err(size) = client.check_fits(self.inner.ctx.cookie.name(), &record) {
+            // `insert` refuses this already; a record that still does not
+            // fit is refused as a whole rather than silently not sent.
+            let e = SessionError::CookieTooLarge { size };
+            tracing::warn!(
+                size,
+                "session changes refused: sealed record too large for its cookies"
+            );
+            state.failure = Some(Failure::TooLarge(e.to_string()));
+            return;
+        }
         let (id, key) = client_handle(&record);
         state.current = Some(Current { id, key, record });
         state.pending = ChangeSet::default();
@@ -945,7 +1155,7 @@ impl Session {
 
     /// Client-side: the Set-Cookie headers, one per chunk, plus removals of
     /// chunks the request carried that the response no longer needs.
-    fn client_cookies(&self, state: &State, client: &ClientSessions) -> Vec<HeaderValue> {
+    fn client_cookies(&self, state: &mut State, client: &ClientSessions) -> Vec<HeaderValue> {
         let cookie = &self.inner.ctx.cookie;
         let name = cookie.name();
         let mut out = Vec::new();
@@ -965,6 +1175,7 @@ impl Session {
                                 Ok(v) => out.push(v),
                                 Err(e) => {
                                     tracing::error!(error = %e, "session cookie could not be built");
+                                    state.failure = Some(Failure::Unsealable);
                                     return Vec::new();
                                 }
                             }
@@ -972,16 +1183,19 @@ impl Session {
                         sent = values.len();
                     }
                     Err(client_side::SealFailure::TooLarge(size)) => {
-                        tracing::error!(
-                            size,
-                            "sealed session does not fit its cookies; not sent (enable chunking or store less)"
-                        );
+                        // Checked before; kept so that no path sends a 2xx
+                        // without the cookie it promised (S12).
+                        tracing::warn!(size, "sealed session does not fit its cookies; not sent");
+                        state.failure = Some(Failure::TooLarge(
+                            SessionError::CookieTooLarge { size }.to_string(),
+                        ));
                         return Vec::new();
                     }
                     Err(client_side::SealFailure::Crypto) => {
                         tracing::error!(
                             "sealing the session failed (random number generator); cookie not sent"
                         );
+                        state.failure = Some(Failure::Unsealable);
                         return Vec::new();
                     }
                 }
@@ -1007,11 +1221,15 @@ impl Session {
         let now = self.now();
         if !state.loaded {
             // Writes without reads: load now so the changes merge into the
-            // stored record rather than replace it.
-            if self.ensure_loaded(state).await.is_err() {
-                // The failure is recorded for the layer's policy already.
-                return Ok(());
-            }
+            // stored record rather than replace it. A failure is recorded
+            // for the layer's policy.
+            let _ = self.ensure_loaded(state).await;
+        }
+        if state.load_failed.is_some() {
+            // The cookie may name a valid session we could not read: never
+            // replace it with a new one (no write, no cookie).
+            tracing::warn!("session changes dropped: the session could not be loaded");
+            return Ok(());
         }
         let Some(current) = &state.current else {
             let record = self.pending_record(state);
@@ -1025,9 +1243,8 @@ impl Session {
         let key = current.key;
         // Holding the lane (even on the fast path) tells concurrent saves of
         // this session to batch up instead of racing this one.
-        let lanes = &self.inner.ctx.save_lanes;
-        let lane = lanes.lane(&key);
-        if !SaveLanes::shared(&lane) {
+        let lane = self.inner.ctx.save_lanes.lane(&key);
+        if !lane.shared() {
             // Fast path: one compare-and-swap, no coordination.
             let fast = match self.next_record(&base, state, now) {
                 Ok(next) => match timed("save", store.save(&key, &next, base.version)).await {
@@ -1047,14 +1264,13 @@ impl Session {
                 Err(e) => Some(Err(e)),
             };
             if let Some(result) = fast {
-                lanes.release(&key, lane);
                 return result;
             }
         }
         // Contended: commit together with this process's other saves of the
         // session (see `save_lanes`).
         let saved = self.save_in_lane(&lane, key, now, state).await;
-        lanes.release(&key, lane);
+        drop(lane);
         match saved {
             Saved::Record(record) => {
                 if let Some(c) = &mut state.current {
@@ -1213,14 +1429,15 @@ impl Session {
     }
 
     /// The record was destroyed or rotated away while this request ran: its
-    /// changes are dropped, never resurrecting the session (S28).
+    /// changes are dropped, never resurrecting the session (S28). The
+    /// cookie is left alone: after a rotation the browser may already hold
+    /// the new ID, which a removal would delete.
     fn lost_race(&self, state: &mut State) -> Result<(), StoreError> {
         tracing::info!(
             event = "revoked",
             "session ended by another request; changes dropped"
         );
         state.current = None;
-        state.cookie = CookieAction::Remove;
         Ok(())
     }
 
@@ -1255,9 +1472,7 @@ impl Session {
         let size = record.encoded_len();
         let limit = self.inner.ctx.max_record_bytes;
         if size > limit {
-            return Err(StoreError::other(format!(
-                "session record of {size} bytes exceeds the {limit}-byte limit; not saved"
-            )));
+            return Err(StoreError::TooLarge { size, limit });
         }
         Ok(())
     }
@@ -1325,3 +1540,6 @@ fn client_handle(record: &Record) -> (SessionId, StorageKey) {
     let key = id.storage_key();
     (id, key)
 }
+
+#[cfg(test)]
+mod tests;

@@ -222,8 +222,9 @@ async fn s35_key_rotation_end_to_end() {
 async fn s39_revocation_by_epoch() {
     let k = MasterKey::generate();
     let epochs: Arc<dyn SessionStore> = Arc::new(MemoryStore::new());
-    let sessions =
-        ClientSessions::new(keyring(&[&k])).with_revocation(epochs.clone(), Duration::ZERO);
+    // A memory store loses epochs on restart: accepted here explicitly.
+    let sessions = ClientSessions::new(keyring(&[&k]))
+        .with_revocation_on_volatile_store(epochs.clone(), Duration::ZERO);
     let app = app_with(layer(sessions.clone()));
     let laptop = jar(&send(&app, "POST", "/login", None).await);
     let phone = jar(&send(&app, "POST", "/login", None).await);
@@ -326,4 +327,216 @@ async fn untouched_requests_do_not_open_or_reissue_the_cookie() {
     // Even a forged cookie on an untouched route changes nothing.
     let r = send(&app, "GET", "/plain", Some("__Host-id=garbage")).await;
     assert!(r.set_cookies.is_empty());
+}
+
+/// The store key of `user`'s revocation epoch (as the library derives it),
+/// so a test can make the epoch store "lose" it.
+fn epoch_key(user: &str) -> cloakroom::StorageKey {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"cloakroom/epoch/v1\0");
+    h.update(user.as_bytes());
+    cloakroom::StorageKey(h.finalize().into())
+}
+
+// Issue 7 defect 3: a missing epoch record read as epoch 0, so when the
+// epoch store lost data every revoked cookie worked again.
+#[tokio::test]
+async fn d3_revoked_cookies_stay_revoked_when_the_epoch_store_loses_data() {
+    let k = MasterKey::generate();
+    let epochs: Arc<dyn SessionStore> = Arc::new(MemoryStore::new());
+    let sessions = ClientSessions::new(keyring(&[&k]))
+        .with_revocation_on_volatile_store(epochs.clone(), Duration::ZERO);
+    let app = app_with(layer(sessions.clone()));
+    let stolen = jar(&send(&app, "POST", "/login", None).await);
+    sessions.revoke_user("alice").await.unwrap();
+    let after = jar(&send(&app, "POST", "/login", None).await);
+    assert_eq!(send(&app, "GET", "/user", Some(&after)).await.body, "alice");
+    // The store restarts empty (memory:, an evicting cache, ...).
+    epochs.delete(&epoch_key("alice")).await.unwrap();
+    for (what, cookie) in [("revoked", &stolen), ("post-revocation", &after)] {
+        assert_eq!(
+            send(&app, "GET", "/user", Some(cookie)).await.body,
+            "anonymous",
+            "{what} cookie after the epoch record was lost"
+        );
+    }
+    // Signing in again works, under an epoch above every earlier one.
+    let fresh = jar(&send(&app, "POST", "/login", None).await);
+    assert_eq!(send(&app, "GET", "/user", Some(&fresh)).await.body, "alice");
+    assert_eq!(
+        send(&app, "GET", "/user", Some(&stolen)).await.body,
+        "anonymous"
+    );
+}
+
+// Defect 3: an epoch store that may lose data is refused unless accepted.
+#[tokio::test]
+async fn d3_volatile_epoch_stores_are_refused_unless_accepted() {
+    let k = MasterKey::generate();
+    let volatile: Arc<dyn SessionStore> = Arc::new(MemoryStore::new());
+    let refused = SessionLayer::builder_client_side(
+        ClientSessions::new(keyring(&[&k])).with_revocation(volatile.clone(), Duration::ZERO),
+    )
+    .build();
+    assert!(
+        matches!(
+            refused,
+            Err(cloakroom::ConfigError::VolatileRevocationStore)
+        ),
+        "{refused:?}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let durable: Arc<dyn SessionStore> =
+        Arc::new(cloakroom::store::FileStore::open(dir.path()).unwrap());
+    assert!(
+        SessionLayer::builder_client_side(
+            ClientSessions::new(keyring(&[&k])).with_revocation(durable, Duration::ZERO)
+        )
+        .build()
+        .is_ok()
+    );
+}
+
+// Defect 3: a sign-in on an instance whose epoch cache is stale sealed the
+// cookie under the old epoch, so other instances refused the fresh login.
+#[tokio::test]
+async fn d3_a_fresh_login_is_never_killed_by_a_stale_epoch_cache() {
+    let k = MasterKey::generate();
+    let dir = tempfile::tempdir().unwrap();
+    let epochs: Arc<dyn SessionStore> =
+        Arc::new(cloakroom::store::FileStore::open(dir.path()).unwrap());
+    let long = Duration::from_secs(3600);
+    let one = ClientSessions::new(keyring(&[&k])).with_revocation(epochs.clone(), long);
+    let two = ClientSessions::new(keyring(&[&k])).with_revocation(epochs.clone(), long);
+    let (app1, app2) = (app_with(layer(one.clone())), app_with(layer(two)));
+    // Instance two caches alice's epoch.
+    let first = jar(&send(&app2, "POST", "/login", None).await);
+    assert_eq!(
+        send(&app2, "GET", "/user", Some(&first)).await.body,
+        "alice"
+    );
+    // Instance one revokes; instance two's cache is now stale.
+    one.revoke_user("alice").await.unwrap();
+    let fresh = jar(&send(&app2, "POST", "/login", None).await);
+    for (n, app) in [(1, &app1), (2, &app2)] {
+        assert_eq!(
+            send(app, "GET", "/user", Some(&fresh)).await.body,
+            "alice",
+            "fresh login read on instance {n}"
+        );
+    }
+    assert_eq!(
+        send(&app1, "GET", "/user", Some(&first)).await.body,
+        "anonymous"
+    );
+}
+
+// Defect 4: without revocation configured, logout_everywhere returned Ok
+// after signing out one device.
+#[tokio::test]
+async fn d4_logout_everywhere_without_revocation_is_an_error() {
+    let k = MasterKey::generate();
+    let app = common::routes()
+        .route(
+            "/logout-everywhere",
+            axum::routing::post(|session: cloakroom::Session| async move {
+                match session.logout_everywhere().await {
+                    Err(cloakroom::SessionError::RevocationNotConfigured) => "refused",
+                    Err(_) => "other error",
+                    Ok(()) => "ok",
+                }
+            }),
+        )
+        .layer(layer(ClientSessions::new(keyring(&[&k]))));
+    let laptop = jar(&send(&app, "POST", "/login", None).await);
+    let r = send(&app, "POST", "/logout-everywhere", Some(&laptop)).await;
+    assert_eq!(r.body, "refused");
+    assert!(
+        r.set_cookies.is_empty(),
+        "nothing changed: {:?}",
+        r.set_cookies
+    );
+}
+
+// Defect 5: client-side `insert` kept its change when it returned Err (the
+// epoch could not be checked), and the response replaced the cookie.
+#[tokio::test]
+async fn d5_client_write_after_failed_epoch_check_keeps_the_cookie() {
+    let k = MasterKey::generate();
+    let dir = tempfile::tempdir().unwrap();
+    let epochs = common::TestStore::new(cloakroom::store::FileStore::open(dir.path()).unwrap());
+    let sessions =
+        ClientSessions::new(keyring(&[&k])).with_revocation(epochs.clone(), Duration::ZERO);
+    let app = app_with(layer(sessions));
+    let cookie = jar(&send(&app, "POST", "/login", None).await);
+    epochs.set_down(true);
+    let r = send(&app, "POST", "/put/k/v", Some(&cookie)).await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(r.set_cookies.is_empty(), "{:?}", r.set_cookies);
+    epochs.set_down(false);
+    assert_eq!(
+        send(&app, "GET", "/user", Some(&cookie)).await.body,
+        "alice"
+    );
+    assert_eq!(
+        send(&app, "GET", "/get/k", Some(&cookie)).await.body,
+        "none"
+    );
+}
+
+// Defect 7: `insert` checked against max_chunks x 4096 while sealing cut
+// 3800-character chunks, so some records passed the check and were then
+// silently not sent.
+#[tokio::test]
+async fn d7_every_accepted_insert_is_delivered() {
+    let k = MasterKey::generate();
+    for chunks in [1, 2] {
+        let app = app_with(layer(
+            ClientSessions::new(keyring(&[&k])).with_chunking(chunks),
+        ));
+        for n in (2_500..9_500).step_by(150) {
+            let value = "x".repeat(n);
+            let r = send(&app, "POST", &format!("/put/v/{value}"), None).await;
+            match r.status.as_u16() {
+                204 => {
+                    assert!(!r.set_cookies.is_empty(), "{n} bytes accepted but not sent");
+                    let c = jar(&r);
+                    assert_eq!(send(&app, "GET", "/get/v", Some(&c)).await.body, value);
+                }
+                413 => assert!(r.set_cookies.is_empty()),
+                other => panic!("{n} bytes: {other} {}", r.body),
+            }
+        }
+    }
+}
+
+// Defect 7: a cookie-mode login that grew the record past what the cookies
+// hold answered 200 without a cookie: the user was not signed in.
+#[tokio::test]
+async fn d7_login_that_outgrows_the_cookie_is_413() {
+    let k = MasterKey::generate();
+    let app = app_with(layer(ClientSessions::new(keyring(&[&k]))));
+    // Find the largest value that still fits, then sign in with a long UA.
+    let mut cookie = None;
+    for n in (2_000..3_200).step_by(10) {
+        let r = send(&app, "POST", &format!("/put/v/{}", "x".repeat(n)), None).await;
+        if r.status != 204 {
+            break;
+        }
+        cookie = Some(jar(&r));
+    }
+    let cookie = cookie.unwrap();
+    let req = axum::http::Request::post("/login")
+        .header("cookie", &cookie)
+        .header("user-agent", "U".repeat(500))
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let r = common::send_req(&app, req).await;
+    assert_eq!(r.status, 413, "{}", r.body);
+    assert!(r.set_cookies.is_empty());
+    assert_eq!(
+        send(&app, "GET", "/user", Some(&cookie)).await.body,
+        "anonymous"
+    );
 }

@@ -415,6 +415,11 @@ impl SessionStore for FileStore {
         .await
     }
 
+    fn is_durable(&self) -> bool {
+        // Durable: records are files written then renamed into place; nothing evicts them.
+        true
+    }
+
     async fn delete_expired(&self) -> Result<u64, StoreError> {
         self.run(move |s| {
             let now = Timestamp::now();

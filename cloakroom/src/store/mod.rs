@@ -100,6 +100,17 @@ pub enum StoreError {
     /// The backend holds data this build cannot read.
     #[error("corrupt session record: {0}")]
     Corrupt(#[source] BoxError),
+    /// The record is larger than the configured limit and was not written.
+    /// Not a backend failure: the request asked for too much (answer 413).
+    #[error(
+        "session record of {size} bytes exceeds the {limit}-byte limit; not saved (keep large data in your database and its id in the session)"
+    )]
+    TooLarge {
+        /// The encoded size of the refused record.
+        size: usize,
+        /// The limit it exceeds.
+        limit: usize,
+    },
     /// Anything else the backend reported.
     #[error("session store error: {0}")]
     Other(#[source] BoxError),
@@ -230,6 +241,18 @@ pub trait SessionStore: Send + Sync + 'static {
         except: Option<&StorageKey>,
     ) -> Result<u64, StoreError>;
 
+    /// Whether a record, once written, survives a restart of the backend and
+    /// is never evicted before its deadlines. Revocation state (the
+    /// client-side epochs of [`ClientSessions::with_revocation`](crate::client_side::ClientSessions::with_revocation))
+    /// may only be kept where this is `true`: a store that forgets an epoch
+    /// would bring revoked cookies back.
+    ///
+    /// The default is `false`, so a store that does not say is treated as
+    /// volatile (fail closed).
+    fn is_durable(&self) -> bool {
+        false
+    }
+
     /// Deletes every expired record; returns how many. Stores with native
     /// expiry may return 0, and so may a store whose reaping is coordinated
     /// across instances when another instance is reaping right now.
@@ -279,6 +302,9 @@ impl<S: SessionStore + ?Sized> SessionStore for Arc<S> {
         except: Option<&StorageKey>,
     ) -> Result<u64, StoreError> {
         (**self).delete_by_user(user, except).await
+    }
+    fn is_durable(&self) -> bool {
+        (**self).is_durable()
     }
     async fn delete_expired(&self) -> Result<u64, StoreError> {
         (**self).delete_expired().await

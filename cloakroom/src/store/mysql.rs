@@ -703,6 +703,11 @@ impl SessionStore for MySqlStore {
 
     /// Deletes expired rows in batches; returns 0 at once when another
     /// instance is reaping (see [`MySqlStore::try_reap`]).
+    fn is_durable(&self) -> bool {
+        // Durable: records are rows in an InnoDB table; nothing evicts them.
+        true
+    }
+
     async fn delete_expired(&self) -> Result<u64, StoreError> {
         Ok(self.try_reap().await?.unwrap_or(0))
     }

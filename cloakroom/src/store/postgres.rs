@@ -622,6 +622,11 @@ impl SessionStore for PostgresStore {
 
     /// Deletes expired rows in batches; returns 0 at once when another
     /// instance is reaping (see [`PostgresStore::try_reap`]).
+    fn is_durable(&self) -> bool {
+        // Durable: records are rows in a table; nothing evicts them.
+        true
+    }
+
     async fn delete_expired(&self) -> Result<u64, StoreError> {
         Ok(self.try_reap().await?.unwrap_or(0))
     }

@@ -678,6 +678,11 @@ impl SessionStore for SqliteStore {
         )
     }
 
+    fn is_durable(&self) -> bool {
+        // Durable: records are rows in a WAL-journaled file; nothing evicts them.
+        true
+    }
+
     async fn delete_expired(&self) -> Result<u64, StoreError> {
         let mut total = 0;
         loop {

@@ -162,6 +162,10 @@ pub struct TestStore<S> {
     pub down: AtomicBool,
     /// Milliseconds every `save` waits before it runs.
     pub save_delay_ms: AtomicU64,
+    /// Fail `load` only.
+    pub loads_down: AtomicBool,
+    /// Fail `delete` and `delete_by_user` only.
+    pub deletes_down: AtomicBool,
 }
 
 impl<S> TestStore<S> {
@@ -172,6 +176,8 @@ impl<S> TestStore<S> {
             writes: AtomicUsize::new(0),
             down: AtomicBool::new(false),
             save_delay_ms: AtomicU64::new(0),
+            loads_down: AtomicBool::new(false),
+            deletes_down: AtomicBool::new(false),
         })
     }
     pub fn calls(&self) -> usize {
@@ -203,6 +209,9 @@ impl<S: SessionStore> SessionStore for TestStore<S> {
     }
     async fn load(&self, key: &StorageKey) -> Result<Option<Record>, StoreError> {
         self.enter(false)?;
+        if self.loads_down.load(Ordering::SeqCst) {
+            return Err(StoreError::unavailable("test store: loads are down"));
+        }
         self.inner.load(key).await
     }
     async fn save(
@@ -224,6 +233,9 @@ impl<S: SessionStore> SessionStore for TestStore<S> {
     }
     async fn delete(&self, key: &StorageKey) -> Result<(), StoreError> {
         self.enter(true)?;
+        if self.deletes_down.load(Ordering::SeqCst) {
+            return Err(StoreError::unavailable("test store: deletes are down"));
+        }
         self.inner.delete(key).await
     }
     async fn rotate(
@@ -245,7 +257,13 @@ impl<S: SessionStore> SessionStore for TestStore<S> {
         except: Option<&StorageKey>,
     ) -> Result<u64, StoreError> {
         self.enter(true)?;
+        if self.deletes_down.load(Ordering::SeqCst) {
+            return Err(StoreError::unavailable("test store: deletes are down"));
+        }
         self.inner.delete_by_user(user, except).await
+    }
+    fn is_durable(&self) -> bool {
+        self.inner.is_durable()
     }
     async fn delete_expired(&self) -> Result<u64, StoreError> {
         self.enter(true)?;

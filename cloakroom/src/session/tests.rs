@@ -1,0 +1,91 @@
+//! White-box tests of the save pipeline's bookkeeping.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use http::{HeaderMap, HeaderValue};
+
+use super::Session;
+use crate::config::{Backend, SessionConfig};
+use crate::expiry::Timestamp;
+use crate::id::{SessionId, StorageKey};
+use crate::record::Record;
+use crate::store::{MemoryStore, SessionStore, StoreError, UserSession};
+
+/// A memory store whose saves take a while, so that a request can be
+/// cancelled in the middle of one.
+struct SlowSaves(MemoryStore);
+
+#[async_trait]
+impl SessionStore for SlowSaves {
+    async fn create(&self, key: &StorageKey, record: &Record) -> Result<(), StoreError> {
+        self.0.create(key, record).await
+    }
+    async fn load(&self, key: &StorageKey) -> Result<Option<Record>, StoreError> {
+        self.0.load(key).await
+    }
+    async fn save(&self, key: &StorageKey, record: &Record, v: u64) -> Result<(), StoreError> {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        self.0.save(key, record, v).await
+    }
+    async fn touch(&self, key: &StorageKey, idle: Timestamp) -> Result<(), StoreError> {
+        self.0.touch(key, idle).await
+    }
+    async fn delete(&self, key: &StorageKey) -> Result<(), StoreError> {
+        self.0.delete(key).await
+    }
+    async fn rotate(&self, o: &StorageKey, n: &StorageKey, r: &Record) -> Result<(), StoreError> {
+        self.0.rotate(o, n, r).await
+    }
+    async fn list_by_user(&self, user: &str) -> Result<Vec<UserSession>, StoreError> {
+        self.0.list_by_user(user).await
+    }
+    async fn delete_by_user(&self, u: &str, e: Option<&StorageKey>) -> Result<u64, StoreError> {
+        self.0.delete_by_user(u, e).await
+    }
+    async fn delete_expired(&self) -> Result<u64, StoreError> {
+        self.0.delete_expired().await
+    }
+}
+
+// Issue 7 defect 8: a save cancelled between taking its lane and giving it
+// back (the client went away) left the lane, and the record it may hold,
+// in the map for good.
+#[tokio::test(start_paused = true)]
+async fn d8_cancelled_saves_leave_no_lanes_behind() {
+    let store = Arc::new(SlowSaves(MemoryStore::new()));
+    let ctx = Arc::new(
+        SessionConfig::default()
+            .into_context(Backend::Server(store.clone()))
+            .expect("valid configuration"),
+    );
+    let cancelled = 10_000;
+    let mut ids = Vec::with_capacity(64);
+    for _ in 0..64 {
+        let id = SessionId::generate();
+        let mut r = Record::new(
+            Timestamp::now(),
+            Duration::from_secs(1800),
+            Duration::from_secs(3600),
+        );
+        r.version = 1;
+        store.create(&id.storage_key(), &r).await.expect("create");
+        ids.push(id);
+    }
+    for i in 0..cancelled {
+        let id = &ids[i % ids.len()];
+        let mut headers = HeaderMap::new();
+        let cookie = format!("__Host-id={}", id.expose_secret());
+        headers.insert(
+            http::header::COOKIE,
+            HeaderValue::from_str(&cookie).expect("ascii"),
+        );
+        let session = Session::from_headers(ctx.clone(), &headers, None);
+        session.insert("n", &i).await.expect("insert");
+        // The save sleeps 50 ms: the request is dropped half-way.
+        let finished = tokio::time::timeout(Duration::from_millis(5), session.finish(false)).await;
+        assert!(finished.is_err(), "the save was meant to be cut short");
+    }
+    assert_eq!(ctx.save_lanes.len(), 0, "lanes left behind");
+}
