@@ -580,3 +580,6 @@ impl ClientSessions {
         self.epochs.as_deref()
     }
 }
+
+#[cfg(test)]
+mod tests;
