@@ -459,30 +459,41 @@ async fn d4_logout_everywhere_without_revocation_is_an_error() {
     );
 }
 
-// Defect 5: client-side `insert` kept its change when it returned Err (the
-// epoch could not be checked), and the response replaced the cookie.
+// Defect 5: client-side `insert` kept its change when the epoch could not
+// be checked, and (continuing anonymous) the response replaced the user's
+// cookie with a new one holding only that change.
 #[tokio::test]
 async fn d5_client_write_after_failed_epoch_check_keeps_the_cookie() {
     let k = MasterKey::generate();
-    let dir = tempfile::tempdir().unwrap();
-    let epochs = common::TestStore::new(cloakroom::store::FileStore::open(dir.path()).unwrap());
-    let sessions =
-        ClientSessions::new(keyring(&[&k])).with_revocation(epochs.clone(), Duration::ZERO);
-    let app = app_with(layer(sessions));
-    let cookie = jar(&send(&app, "POST", "/login", None).await);
-    epochs.set_down(true);
-    let r = send(&app, "POST", "/put/k/v", Some(&cookie)).await;
-    assert_eq!(r.status, 503, "{}", r.body);
-    assert!(r.set_cookies.is_empty(), "{:?}", r.set_cookies);
-    epochs.set_down(false);
-    assert_eq!(
-        send(&app, "GET", "/user", Some(&cookie)).await.body,
-        "alice"
-    );
-    assert_eq!(
-        send(&app, "GET", "/get/k", Some(&cookie)).await.body,
-        "none"
-    );
+    for policy in [
+        cloakroom::OnStoreFailure::default(),
+        cloakroom::OnStoreFailure::ContinueAnonymous,
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let epochs = common::TestStore::new(cloakroom::store::FileStore::open(dir.path()).unwrap());
+        let sessions =
+            ClientSessions::new(keyring(&[&k])).with_revocation(epochs.clone(), Duration::ZERO);
+        let config = SessionConfig::default().on_store_failure(policy.clone());
+        let app = app_with(layer_with(sessions, config));
+        let cookie = jar(&send(&app, "POST", "/login", None).await);
+        epochs.set_down(true);
+        let r = send(&app, "POST", "/put/k/v", Some(&cookie)).await;
+        // 503 by default; continuing anonymous, the write is dropped (as
+        // the policy documents) but must not replace the cookie.
+        if !matches!(policy, cloakroom::OnStoreFailure::ContinueAnonymous) {
+            assert_eq!(r.status, 503, "{}", r.body);
+        }
+        assert!(r.set_cookies.is_empty(), "{policy:?}: {:?}", r.set_cookies);
+        epochs.set_down(false);
+        assert_eq!(
+            send(&app, "GET", "/user", Some(&cookie)).await.body,
+            "alice"
+        );
+        assert_eq!(
+            send(&app, "GET", "/get/k", Some(&cookie)).await.body,
+            "none"
+        );
+    }
 }
 
 // Defect 7: `insert` checked against max_chunks x 4096 while sealing cut
