@@ -235,4 +235,6 @@ impl SessionStore for TieredStore {
 }
 
 #[cfg(test)]
+mod test_stores;
+#[cfg(test)]
 mod tests;

@@ -1,5 +1,6 @@
 //! White-box tests of the tiered store.
 
+use super::test_stores::{FlakyStore, PausingStore};
 use super::*;
 use crate::id::SessionId;
 use crate::store::MemoryStore;
@@ -85,4 +86,176 @@ async fn marker_never_leaks() {
     let loaded = t.load(&key).await.unwrap().unwrap();
     assert!(loaded.get_raw(CACHED_UNTIL).is_none());
     assert_eq!(loaded.keys().count(), 0);
+}
+
+/// Two instances sharing one cache and one durable store whose next load can
+/// be paused between its durable answer and its cache fill.
+fn shared_pair() -> (Arc<PausingStore>, TieredStore, TieredStore) {
+    let cache: Arc<dyn SessionStore> = Arc::new(MemoryStore::new());
+    let durable = Arc::new(PausingStore::default());
+    let a = TieredStore::new(cache.clone(), durable.clone());
+    let b = TieredStore::new(cache, durable.clone());
+    (durable, a, b)
+}
+
+/// S29 regression: a read-through fill that read the durable record before
+/// a delete and fills after it must not make the revoked session visible.
+#[tokio::test]
+async fn a_fill_racing_a_delete_never_resurrects_it() {
+    let (durable, a, b) = shared_pair();
+    let key = SessionId::generate().storage_key();
+    durable.create(&key, &record()).await.unwrap();
+    durable.arm();
+    let reader = tokio::spawn(async move { a.load(&key).await });
+    // a has the live record in hand and has not filled the cache yet.
+    durable.paused.notified().await;
+    b.delete(&key).await.unwrap();
+    durable.resume.notify_one();
+    // a's own answer began before the delete; it may be the old record.
+    reader.await.unwrap().unwrap();
+    assert!(
+        b.load(&key).await.unwrap().is_none(),
+        "a fill that started before the delete served the revoked session from the shared cache"
+    );
+}
+
+/// The same race against `delete_by_user` (log out everywhere).
+#[tokio::test]
+async fn a_fill_racing_delete_by_user_never_resurrects_it() {
+    let (durable, a, b) = shared_pair();
+    let key = SessionId::generate().storage_key();
+    durable.create(&key, &record()).await.unwrap();
+    durable.arm();
+    let reader = tokio::spawn(async move { a.load(&key).await });
+    durable.paused.notified().await;
+    assert_eq!(b.delete_by_user("alice", None).await.unwrap(), 1);
+    durable.resume.notify_one();
+    reader.await.unwrap().unwrap();
+    assert!(
+        b.load(&key).await.unwrap().is_none(),
+        "a fill that started before delete_by_user served a revoked session"
+    );
+}
+
+/// The same race against `rotate`: the old key must stay dead.
+#[tokio::test]
+async fn a_fill_racing_rotate_never_revives_the_old_key() {
+    let (durable, a, b) = shared_pair();
+    let old = SessionId::generate().storage_key();
+    let new = SessionId::generate().storage_key();
+    durable.create(&old, &record()).await.unwrap();
+    durable.arm();
+    let reader = tokio::spawn(async move { a.load(&old).await });
+    durable.paused.notified().await;
+    b.rotate(&old, &new, &record()).await.unwrap();
+    durable.resume.notify_one();
+    reader.await.unwrap().unwrap();
+    assert!(
+        b.load(&old).await.unwrap().is_none(),
+        "a fill that started before the rotation served the old key"
+    );
+    assert!(b.load(&new).await.unwrap().is_some());
+}
+
+/// A slow read-through fill of version 1 must not replace the copy of
+/// version 2 that a save wrote meanwhile.
+#[tokio::test]
+async fn a_slow_fill_never_replaces_a_newer_save() {
+    let (durable, a, b) = shared_pair();
+    let key = SessionId::generate().storage_key();
+    durable.create(&key, &record()).await.unwrap();
+    durable.arm();
+    let reader = tokio::spawn(async move { a.load(&key).await });
+    durable.paused.notified().await;
+    let mut next = record();
+    next.version = 2;
+    b.save(&key, &next, 1).await.unwrap();
+    durable.resume.notify_one();
+    assert_eq!(reader.await.unwrap().unwrap().unwrap().version, 1);
+    assert_eq!(
+        b.load(&key).await.unwrap().unwrap().version,
+        2,
+        "an older version replaced a newer one in the cache"
+    );
+}
+
+/// Two read-through fills racing: the one that read version 1 and fills
+/// last must not leave version 1 cached over version 2.
+#[tokio::test]
+async fn concurrent_fills_never_leave_an_older_version_cached() {
+    let (durable, a, b) = shared_pair();
+    let key = SessionId::generate().storage_key();
+    durable.create(&key, &record()).await.unwrap();
+    durable.arm();
+    let reader = tokio::spawn(async move { a.load(&key).await });
+    durable.paused.notified().await;
+    // Another process (no shared cache) saves version 2 ...
+    let mut next = record();
+    next.version = 2;
+    durable.save(&key, &next, 1).await.unwrap();
+    // ... and b reads it through, filling version 2.
+    assert_eq!(b.load(&key).await.unwrap().unwrap().version, 2);
+    durable.resume.notify_one();
+    assert_eq!(reader.await.unwrap().unwrap().unwrap().version, 1);
+    assert_eq!(
+        b.load(&key).await.unwrap().unwrap().version,
+        2,
+        "the slower fill left an older version cached"
+    );
+}
+
+/// With the cache unreachable, ending a session still ends it in the
+/// durable store, and it cannot be loaded afterwards.
+#[tokio::test]
+async fn ending_sessions_works_during_a_cache_outage() {
+    let durable = Arc::new(MemoryStore::new());
+    let t = TieredStore::new(Arc::new(FlakyStore::down()), durable.clone());
+
+    let key = SessionId::generate().storage_key();
+    t.create(&key, &record()).await.unwrap();
+    t.delete(&key)
+        .await
+        .expect("delete must succeed on the durable store while the cache is down");
+    assert!(durable.load(&key).await.unwrap().is_none());
+    assert!(t.load(&key).await.unwrap().is_none());
+
+    let old = SessionId::generate().storage_key();
+    let new = SessionId::generate().storage_key();
+    t.create(&old, &record()).await.unwrap();
+    t.rotate(&old, &new, &record())
+        .await
+        .expect("rotate must succeed on the durable store while the cache is down");
+    assert!(durable.load(&old).await.unwrap().is_none());
+    assert!(t.load(&old).await.unwrap().is_none());
+    assert!(t.load(&new).await.unwrap().is_some());
+
+    let n = t
+        .delete_by_user("alice", None)
+        .await
+        .expect("delete_by_user must succeed on the durable store while the cache is down");
+    assert_eq!(n, 1);
+    assert!(t.load(&new).await.unwrap().is_none());
+    assert!(durable.list_by_user("alice").await.unwrap().is_empty());
+}
+
+/// A copy the cache held when it went down may be served once it is back,
+/// but never for longer than the cache TTL after the delete (S29).
+#[tokio::test]
+async fn a_copy_stranded_by_an_outage_dies_within_the_cache_ttl() {
+    let cache = FlakyStore::default();
+    let t = TieredStore::new(Arc::new(cache.clone()), Arc::new(MemoryStore::new()))
+        .with_cache_ttl(Duration::from_millis(300));
+    let key = SessionId::generate().storage_key();
+    t.create(&key, &record()).await.unwrap();
+    assert!(t.load(&key).await.unwrap().is_some(), "cached");
+    cache.set_down(true);
+    t.delete(&key)
+        .await
+        .expect("delete must succeed while the cache is down");
+    cache.set_down(false);
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert!(
+        t.load(&key).await.unwrap().is_none(),
+        "a stranded copy outlived the cache TTL"
+    );
 }
