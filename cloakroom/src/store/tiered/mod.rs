@@ -11,28 +11,85 @@
 //!
 //! # Semantics
 //!
+//! * **The durable store is the truth.** It alone decides compare-and-swap,
+//!   and every operation that ends a session (`delete`, `rotate`,
+//!   `delete_by_user`) succeeds or fails on the durable store alone: a cache
+//!   outage never makes a logout fail.
 //! * **Read-through**: `load` asks the cache, and on a miss the durable
 //!   store, then fills the cache.
 //! * **Write-through**: `create`, `save` and `touch` go to the durable store
-//!   first (it alone decides compare-and-swap), then refresh the cache. A
-//!   version conflict drops the cached copy, so the retry reads the truth.
-//! * **Invalidate before acknowledging**: `delete`, `rotate` and
-//!   `delete_by_user` remove the cached copies before they return (and once
-//!   more after the durable write, to catch a refill that raced them).
-//! * **Bounded cache lifetime**: a cached copy lives at most until the
-//!   session expires and at most [`TieredStore::with_cache_ttl`] (default
-//!   30 s) after it was filled; an expired copy counts as a miss.
+//!   first, then refresh the cache. A version conflict refreshes the cached
+//!   copy from the durable store, so the retry reads the truth.
+//! * **Tombstones**: after ending a session in the durable store, the cache
+//!   slot is overwritten with a tombstone that lives for the cache TTL plus
+//!   5 s. A tombstone reads as a miss that must not be filled.
+//! * **Gated fills**: a fill only ever inserts into an empty slot or
+//!   compare-and-swaps over a copy of an *older* version (or a stale copy of
+//!   the same one); it never overwrites a tombstone or a newer copy.
+//! * **Bounded cache lifetime**: a cached copy serves reads at most until
+//!   the session expires and at most [`TieredStore::with_cache_ttl`]
+//!   (default 30 s) after the moment its durable read or write *began*.
 //!
 //! # Worst-case revocation delay (S29)
 //!
-//! * With a **shared** cache (Redis in front of PostgreSQL, say) every
-//!   instance invalidates the one cache, so a logout or revocation takes
-//!   effect everywhere before it is acknowledged.
-//! * With a **per-process** cache ([`MemoryStore`](super::MemoryStore) in
-//!   each instance), an instance that did not perform the revocation keeps
-//!   serving its cached copy for up to the cache TTL. That TTL is the
-//!   documented worst-case delay; lower it, or use a shared cache, if that
+//! * **Shared cache** (Redis in front of PostgreSQL, say), reachable, and
+//!   keeping entries for their TTL: **none**. Once `delete`, `rotate` or
+//!   `delete_by_user` returns, no instance serves the old record, whatever
+//!   fills were in flight. One exception: a session whose *creation*
+//!   overlaps a `delete_by_user` call is deleted by it but may be served
+//!   from the cache for up to the cache TTL.
+//! * **Everything else**: a **per-process** cache
+//!   ([`MemoryStore`](super::MemoryStore) in each instance: other instances
+//!   never see the tombstone), a cache that was unreachable during the
+//!   revocation (logged as a warning), a cache that evicts under memory
+//!   pressure (tombstones are small anonymous records, evicted first by a
+//!   full `MemoryStore`), or clocks more than 5 s apart: a revoked session
+//!   may be served for **at most the cache TTL after the durable delete**
+//!   (plus the clock difference between instances). Lower the TTL if that
 //!   is too long.
+//!
+//! An older version is never cached over a newer one. It can be cached
+//! only after the newer copy vanished from the cache (eviction, outage)
+//! while a slow fill was in flight, for at most that fill's cache TTL; a
+//! save based on it fails with [`StoreError::VersionConflict`], so it costs
+//! a retry, never a lost update.
+//!
+//! # Why no fill can resurrect a revoked session
+//!
+//! Take a fill F of key K and a revocation R of K (shared cache):
+//!
+//! * F stamps its copy "fresh until `s + ttl`", where `s` is read *before*
+//!   F's durable read (or write, for write-through) starts.
+//! * R deletes K from the durable store, finishing at `d`, then writes a
+//!   tombstone computed at `t >= d` that lives until `t + ttl + 5 s`. The
+//!   tombstone write overwrites whatever the slot holds (insert if empty,
+//!   else compare-and-swap on the version it saw, retried).
+//! * If F's durable read came after the delete it found nothing and fills
+//!   nothing. Otherwise `s < d`. F's write then lands (1) before the
+//!   tombstone, and the tombstone overwrites it; (2) while the tombstone
+//!   lives, and the gate refuses it (an insert finds the slot taken, a
+//!   compare-and-swap expecting a copy's version finds
+//!   the tombstone version, which no copy has); or (3) after the
+//!   tombstone expired, at a time `>= t + ttl + 5 s > s + ttl`, so the copy
+//!   is already stale when it lands and serves nothing.
+//! * Interleavings inside the compare-and-swap loops: a fill and the
+//!   tombstone writer both read the slot, then write conditionally on what
+//!   they read. Whichever writes second fails (insert into a taken slot, or
+//!   a version that changed) and reads again; a fill that then sees the
+//!   tombstone stops, the tombstone writer never stops short of writing. A
+//!   fill that replaced a same-version copy between the tombstone writer's
+//!   read and write does not stop the tombstone either: the version it
+//!   expects is unchanged.
+//!
+//! Case (3) needs the tombstone to outlive `ttl` on the cache's clock as
+//! measured from the filler's clock: the 5 s margin is that allowance. Where
+//! the tombstone is missing (outage, eviction, per-process caches), only
+//! case (3)'s freshness bound is left, giving `s + ttl < d + ttl`: the
+//! documented worst case.
+//!
+//! Versions work the same way: a fill reading version 1 and landing after
+//! a save wrote version 2 finds a copy of version 2 (or a tombstone) and
+//! stops, since the gate only replaces older versions.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,13 +98,21 @@ use async_trait::async_trait;
 
 use crate::expiry::Timestamp;
 use crate::id::StorageKey;
-use crate::record::{self, Record};
+use crate::record::Record;
 use crate::store::{SessionStore, StoreError, UserSession};
 
-/// The reserved data key under which a cached copy carries its own expiry.
-/// Keys starting with a control character are refused by
-/// [`Session::insert`](crate::Session::insert), so it cannot collide.
-const CACHED_UNTIL: &str = "\u{1}cloakroom.cached_until";
+mod slot;
+
+use self::slot::Slot;
+
+/// How much longer than the cache TTL a tombstone lives: the clock
+/// difference between instances the no-delay guarantee tolerates.
+const CLOCK_SKEW_ALLOWANCE: Duration = Duration::from_secs(5);
+
+/// Conditional cache writes tried before giving up. Each failed attempt
+/// means another writer changed the slot in between; fills stop as soon as
+/// they see a tombstone or a copy at least as new as theirs.
+const CACHE_WRITE_ATTEMPTS: usize = 4;
 
 /// A cache store in front of a durable store; see the [module docs](self).
 #[derive(Clone)]
@@ -76,73 +141,139 @@ impl TieredStore {
         }
     }
 
-    /// How long a cached copy may serve reads after it was filled: the
-    /// worst-case revocation delay with a per-process cache.
+    /// How long a cached copy may serve reads after its durable read or
+    /// write began: the worst-case revocation delay with a per-process
+    /// cache or during a cache outage (see the [module docs](self)).
+    /// Tombstones live this long plus 5 s.
     #[must_use]
     pub fn with_cache_ttl(mut self, ttl: Duration) -> Self {
         self.cache_ttl = ttl;
         self
     }
 
-    /// Puts a copy of `record` in the cache (best effort: a cache failure
-    /// only costs a later miss).
-    async fn fill(&self, key: &StorageKey, record: &Record) {
-        let mut copy = record.clone();
-        let until = Timestamp::now().saturating_add(self.cache_ttl);
-        match record::encode_value(&until.as_millis()) {
-            Ok(bytes) => {
-                if copy.insert_raw(CACHED_UNTIL.to_owned(), bytes).is_err() {
+    /// Puts a copy of `record`, read from or written to the durable store in
+    /// an operation that began at `began`, into the cache, through the gate
+    /// (see the module docs). Best effort: a cache failure only costs a
+    /// later miss.
+    async fn fill(&self, key: &StorageKey, record: &Record, began: Timestamp) {
+        let fresh_until = began.saturating_add(self.cache_ttl);
+        if Timestamp::now() >= fresh_until {
+            return; // Stale on arrival: it could serve nothing.
+        }
+        let Some(copy) = slot::copy(record, fresh_until) else {
+            return;
+        };
+        for _ in 0..CACHE_WRITE_ATTEMPTS {
+            let held = match self.cache.load(key).await {
+                Ok(held) => held,
+                Err(e) => {
+                    tracing::debug!(error = %e, "session cache fill skipped: cache read failed");
                     return;
                 }
+            };
+            let written = match Slot::of(held) {
+                Slot::Empty => self.cache.create(key, &copy).await,
+                Slot::Copy(c) if c.may_be_replaced_by(record, Timestamp::now()) => {
+                    self.cache.save(key, &copy, c.record.version).await
+                }
+                // A tombstone, or a copy at least as new as ours.
+                Slot::Tombstone | Slot::Copy(_) => return,
+            };
+            match written {
+                Ok(()) => return,
+                Err(e) if e.is_backend_failure() => {
+                    tracing::debug!(error = %e, "session cache fill failed");
+                    return;
+                }
+                // The slot changed under us: look again.
+                Err(_) => {}
             }
-            Err(_) => return,
-        }
-        let _ = self.cache.delete(key).await;
-        if let Err(e) = self.cache.create(key, &copy).await
-            && e.is_backend_failure()
-        {
-            tracing::debug!(error = %e, "session cache fill failed");
         }
     }
 
-    async fn invalidate(&self, key: &StorageKey) {
-        if let Err(e) = self.cache.delete(key).await {
-            tracing::warn!(error = %e, "session cache invalidation failed");
+    /// Overwrites the cache slot of a session just ended in the durable
+    /// store with a tombstone; see the module docs for why this order.
+    async fn bury(&self, key: &StorageKey) -> Result<(), StoreError> {
+        let ttl = self.cache_ttl.saturating_add(CLOCK_SKEW_ALLOWANCE);
+        let stone = slot::tombstone(Timestamp::now(), ttl)
+            .ok_or_else(|| StoreError::other("could not build a cache tombstone"))?;
+        for _ in 0..CACHE_WRITE_ATTEMPTS {
+            let written = match self.cache.load(key).await {
+                Ok(None) => self.cache.create(key, &stone).await,
+                Ok(Some(held)) => self.cache.save(key, &stone, held.version).await,
+                // Unreadable (corrupt) or unreachable: a plain delete below.
+                Err(_) => break,
+            };
+            match written {
+                Ok(()) => return Ok(()),
+                Err(e) if e.is_backend_failure() => break,
+                Err(_) => {}
+            }
+        }
+        // Still contended or failing: at least drop the copy. Any copy
+        // filled after this is bounded by its freshness (module docs).
+        self.cache.delete(key).await
+    }
+
+    /// [`bury`](Self::bury), logging a failure: the durable store has ended
+    /// the session, which is what the caller is told; a copy the cache
+    /// still holds serves at most until its freshness ends.
+    async fn bury_logged(&self, key: &StorageKey) -> bool {
+        match self.bury(key).await {
+            Ok(()) => true,
+            Err(e) => {
+                metrics::counter!("cloakroom_cache_tombstone_failures_total").increment(1);
+                tracing::warn!(
+                    error = %e,
+                    cache_ttl_ms = u64::try_from(self.cache_ttl.as_millis()).unwrap_or(u64::MAX),
+                    "session cache could not record a revocation; a cached copy may serve reads until its cache TTL ends"
+                );
+                false
+            }
         }
     }
-}
 
-/// A fresh cached copy with its marker removed, or `None` if stale.
-fn fresh(mut cached: Record, now: Timestamp) -> Option<Record> {
-    let until = cached
-        .remove(CACHED_UNTIL)
-        .and_then(|b| record::decode_value::<u64>(&b).ok())?;
-    (now.as_millis() < until).then_some(cached)
+    /// Re-reads `key` from the durable store after a write that failed, so
+    /// a cached copy the failure proved stale is replaced (or buried).
+    async fn refresh(&self, key: &StorageKey) {
+        let began = Timestamp::now();
+        match self.durable.load(key).await {
+            Ok(Some(record)) => self.fill(key, &record, began).await,
+            Ok(None) => {
+                self.bury_logged(key).await;
+            }
+            // The durable store is failing too; the copy ages out by itself.
+            Err(_) => {}
+        }
+    }
 }
 
 #[async_trait]
 impl SessionStore for TieredStore {
     async fn create(&self, key: &StorageKey, record: &Record) -> Result<(), StoreError> {
+        let began = Timestamp::now();
         self.durable.create(key, record).await?;
-        self.fill(key, record).await;
+        self.fill(key, record, began).await;
         Ok(())
     }
 
     async fn load(&self, key: &StorageKey) -> Result<Option<Record>, StoreError> {
-        match self.cache.load(key).await {
-            Ok(Some(cached)) => {
-                if let Some(record) = fresh(cached, Timestamp::now()) {
-                    metrics::counter!("cloakroom_cache_hits_total").increment(1);
-                    return Ok(Some(record));
-                }
+        let mut may_fill = true;
+        match self.cache.load(key).await.map(Slot::of) {
+            Ok(Slot::Copy(c)) if c.is_fresh(Timestamp::now()) => {
+                metrics::counter!("cloakroom_cache_hits_total").increment(1);
+                return Ok(Some(c.record));
             }
-            Ok(None) => {}
+            Ok(Slot::Tombstone) => may_fill = false,
+            // Empty, or a stale copy the fill below replaces.
+            Ok(_) => {}
             Err(e) => tracing::debug!(error = %e, "session cache read failed; reading through"),
         }
         metrics::counter!("cloakroom_cache_misses_total").increment(1);
+        let began = Timestamp::now();
         let record = self.durable.load(key).await?;
-        if let Some(r) = &record {
-            self.fill(key, r).await;
+        if may_fill && let Some(r) = &record {
+            self.fill(key, r, began).await;
         }
         Ok(record)
     }
@@ -153,15 +284,21 @@ impl SessionStore for TieredStore {
         record: &Record,
         expected_version: u64,
     ) -> Result<(), StoreError> {
+        let began = Timestamp::now();
         match self.durable.save(key, record, expected_version).await {
             Ok(()) => {
-                self.fill(key, record).await;
+                self.fill(key, record, began).await;
                 Ok(())
             }
+            Err(StoreError::NotFound) => {
+                // Our cached copy outlived a delete elsewhere.
+                self.bury_logged(key).await;
+                Err(StoreError::NotFound)
+            }
             Err(e) => {
-                // A conflict means our cached copy is stale; a NotFound that
-                // it outlived a delete elsewhere.
-                self.invalidate(key).await;
+                // A conflict means our cached copy is stale; after a backend
+                // failure the save may have landed.
+                self.refresh(key).await;
                 Err(e)
             }
         }
@@ -170,20 +307,27 @@ impl SessionStore for TieredStore {
     async fn touch(&self, key: &StorageKey, idle_deadline: Timestamp) -> Result<(), StoreError> {
         let result = self.durable.touch(key, idle_deadline).await;
         match &result {
-            Ok(()) => {
-                if let Err(StoreError::NotFound) = self.cache.touch(key, idle_deadline).await {
-                    // Not cached: nothing to refresh.
-                }
+            Ok(()) => match self.cache.touch(key, idle_deadline).await {
+                // Not cached: nothing to refresh. (Touching a tombstone only
+                // makes it live longer, which is harmless.)
+                Ok(()) | Err(StoreError::NotFound) => {}
+                Err(e) => tracing::debug!(error = %e, "session cache touch failed"),
+            },
+            Err(StoreError::NotFound) => {
+                self.bury_logged(key).await;
             }
-            Err(_) => self.invalidate(key).await,
+            // The copy's data is still right; its idle deadline ages out.
+            Err(_) => {}
         }
         result
     }
 
     async fn delete(&self, key: &StorageKey) -> Result<(), StoreError> {
-        self.cache.delete(key).await?;
-        self.durable.delete(key).await?;
-        self.cache.delete(key).await
+        let result = self.durable.delete(key).await;
+        // Even if the durable delete reports a failure it may have happened:
+        // a tombstone costs nothing but a read-through.
+        self.bury_logged(key).await;
+        result
     }
 
     async fn rotate(
@@ -192,11 +336,17 @@ impl SessionStore for TieredStore {
         new_key: &StorageKey,
         record: &Record,
     ) -> Result<(), StoreError> {
-        self.cache.delete(old_key).await?;
-        self.durable.rotate(old_key, new_key, record).await?;
-        self.cache.delete(old_key).await?;
-        self.fill(new_key, record).await;
-        Ok(())
+        let began = Timestamp::now();
+        let result = self.durable.rotate(old_key, new_key, record).await;
+        // A conflict changed nothing; any other outcome may have ended the
+        // old key.
+        if !matches!(result, Err(StoreError::Conflict)) {
+            self.bury_logged(old_key).await;
+        }
+        if result.is_ok() {
+            self.fill(new_key, record, began).await;
+        }
+        result
     }
 
     async fn list_by_user(&self, user: &str) -> Result<Vec<UserSession>, StoreError> {
@@ -208,24 +358,29 @@ impl SessionStore for TieredStore {
         user: &str,
         except: Option<&StorageKey>,
     ) -> Result<u64, StoreError> {
-        let doomed: Vec<StorageKey> = self
+        let mut doomed: Vec<StorageKey> = self
             .durable
             .list_by_user(user)
             .await?
             .into_iter()
             .map(|s| s.key)
-            .filter(|k| Some(k) != except)
             .collect();
-        for key in &doomed {
-            self.cache.delete(key).await?;
+        let result = self.durable.delete_by_user(user, except).await;
+        // Copies of sessions created between the listing and the delete.
+        match self.cache.list_by_user(user).await {
+            Ok(cached) => doomed.extend(cached.into_iter().map(|s| s.key)),
+            Err(e) => tracing::debug!(error = %e, "session cache listing failed"),
         }
-        let n = self.durable.delete_by_user(user, except).await?;
-        for key in &doomed {
-            self.cache.delete(key).await?;
+        doomed.sort_unstable();
+        doomed.dedup();
+        for key in doomed.iter().filter(|k| Some(*k) != except) {
+            // One failure means the cache is down: the rest would only wait
+            // for their own timeouts.
+            if !self.bury_logged(key).await {
+                break;
+            }
         }
-        // Sessions created between the listing and the delete.
-        let _ = self.cache.delete_by_user(user, except).await;
-        Ok(n)
+        result
     }
 
     async fn delete_expired(&self) -> Result<u64, StoreError> {
