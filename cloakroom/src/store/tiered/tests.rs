@@ -87,10 +87,9 @@ async fn marker_never_leaks() {
     assert_eq!(loaded.keys().count(), 0, "the freshness marker leaked");
 }
 
-/// Two instances sharing one cache and one durable store whose next load can
+/// Two instances sharing `cache` and one durable store whose next load can
 /// be paused between its durable answer and its cache fill.
-fn shared_pair() -> (Arc<PausingStore>, TieredStore, TieredStore) {
-    let cache: Arc<dyn SessionStore> = Arc::new(MemoryStore::new());
+fn shared_pair(cache: Arc<dyn SessionStore>) -> (Arc<PausingStore>, TieredStore, TieredStore) {
     let durable = Arc::new(PausingStore::default());
     let a = TieredStore::new(cache.clone(), durable.clone());
     let b = TieredStore::new(cache, durable.clone());
@@ -99,9 +98,8 @@ fn shared_pair() -> (Arc<PausingStore>, TieredStore, TieredStore) {
 
 /// S29 regression: a read-through fill that read the durable record before
 /// a delete and fills after it must not make the revoked session visible.
-#[tokio::test]
-async fn a_fill_racing_a_delete_never_resurrects_it() {
-    let (durable, a, b) = shared_pair();
+async fn a_fill_racing_a_delete_never_resurrects_it(cache: Arc<dyn SessionStore>) {
+    let (durable, a, b) = shared_pair(cache);
     let key = SessionId::generate().storage_key();
     durable.create(&key, &record()).await.unwrap();
     durable.arm();
@@ -119,9 +117,8 @@ async fn a_fill_racing_a_delete_never_resurrects_it() {
 }
 
 /// The same race against `delete_by_user` (log out everywhere).
-#[tokio::test]
-async fn a_fill_racing_delete_by_user_never_resurrects_it() {
-    let (durable, a, b) = shared_pair();
+async fn a_fill_racing_delete_by_user_never_resurrects_it(cache: Arc<dyn SessionStore>) {
+    let (durable, a, b) = shared_pair(cache);
     let key = SessionId::generate().storage_key();
     durable.create(&key, &record()).await.unwrap();
     durable.arm();
@@ -137,9 +134,8 @@ async fn a_fill_racing_delete_by_user_never_resurrects_it() {
 }
 
 /// The same race against `rotate`: the old key must stay dead.
-#[tokio::test]
-async fn a_fill_racing_rotate_never_revives_the_old_key() {
-    let (durable, a, b) = shared_pair();
+async fn a_fill_racing_rotate_never_revives_the_old_key(cache: Arc<dyn SessionStore>) {
+    let (durable, a, b) = shared_pair(cache);
     let old = SessionId::generate().storage_key();
     let new = SessionId::generate().storage_key();
     durable.create(&old, &record()).await.unwrap();
@@ -158,9 +154,8 @@ async fn a_fill_racing_rotate_never_revives_the_old_key() {
 
 /// A slow read-through fill of version 1 must not replace the copy of
 /// version 2 that a save wrote meanwhile.
-#[tokio::test]
-async fn a_slow_fill_never_replaces_a_newer_save() {
-    let (durable, a, b) = shared_pair();
+async fn a_slow_fill_never_replaces_a_newer_save(cache: Arc<dyn SessionStore>) {
+    let (durable, a, b) = shared_pair(cache);
     let key = SessionId::generate().storage_key();
     durable.create(&key, &record()).await.unwrap();
     durable.arm();
@@ -180,9 +175,8 @@ async fn a_slow_fill_never_replaces_a_newer_save() {
 
 /// Two read-through fills racing: the one that read version 1 and fills
 /// last must not leave version 1 cached over version 2.
-#[tokio::test]
-async fn concurrent_fills_never_leave_an_older_version_cached() {
-    let (durable, a, b) = shared_pair();
+async fn concurrent_fills_never_leave_an_older_version_cached(cache: Arc<dyn SessionStore>) {
+    let (durable, a, b) = shared_pair(cache);
     let key = SessionId::generate().storage_key();
     durable.create(&key, &record()).await.unwrap();
     durable.arm();
@@ -202,6 +196,59 @@ async fn concurrent_fills_never_leave_an_older_version_cached() {
         "the slower fill left an older version cached"
     );
 }
+
+/// Runs each race scenario with a `MemoryStore` as the shared cache and, with
+/// the `redis` feature, a real Redis (skipped when unreachable, failed under
+/// `CI=true`).
+macro_rules! race_tests {
+    ($($name:ident),* $(,)?) => {
+        mod memory_cache {
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(Arc::new(MemoryStore::new())).await;
+                }
+            )*
+        }
+        #[cfg(feature = "redis")]
+        mod redis_cache {
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    if let Some(cache) = redis_cache().await {
+                        super::$name(cache).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+/// A Redis store under a prefix of its own, or `None` if Redis is down.
+#[cfg(feature = "redis")]
+async fn redis_cache() -> Option<Arc<dyn SessionStore>> {
+    let prefix = format!(
+        "cloakroom-test:tiered:{}:",
+        &SessionId::generate().storage_key().to_hex()[..16]
+    );
+    match crate::store::RedisStore::connect(&crate::store::test_services::redis_url()).await {
+        Ok(store) => Some(Arc::new(store.with_prefix(prefix))),
+        Err(e) => {
+            crate::store::conformance::skip_service("redis", &e);
+            None
+        }
+    }
+}
+
+race_tests!(
+    a_fill_racing_a_delete_never_resurrects_it,
+    a_fill_racing_delete_by_user_never_resurrects_it,
+    a_fill_racing_rotate_never_revives_the_old_key,
+    a_slow_fill_never_replaces_a_newer_save,
+    concurrent_fills_never_leave_an_older_version_cached,
+);
 
 /// With the cache unreachable, ending a session still ends it in the
 /// durable store, and it cannot be loaded afterwards.
