@@ -12,24 +12,39 @@ use crate::id::StorageKey;
 use crate::record::Record;
 use crate::store::{MemoryStore, SessionStore, StoreError, UserSession};
 
-/// A [`MemoryStore`] whose next `load`, once [armed](Self::arm), pauses
-/// after it has read the record and before it answers: the window in which
+/// A point where an operation can be made to wait, once per
+/// [`arm`](Self::arm).
+#[derive(Default)]
+pub(super) struct Pause {
+    armed: AtomicBool,
+    /// Notified when an armed operation has reached the point and waits.
+    pub(super) reached: Notify,
+    /// Notify once to let the waiting operation go on.
+    pub(super) resume: Notify,
+}
+
+impl Pause {
+    pub(super) fn arm(&self) {
+        self.armed.store(true, Ordering::SeqCst);
+    }
+
+    async fn point(&self) {
+        if self.armed.swap(false, Ordering::SeqCst) {
+            self.reached.notify_one();
+            self.resume.notified().await;
+        }
+    }
+}
+
+/// A [`MemoryStore`] whose `load` and `list_by_user` can be paused after
+/// they have read and before they answer: for `load`, the window in which
 /// a read-through fill has a durable answer in hand but has not filled the
 /// cache yet.
 #[derive(Default)]
 pub(super) struct PausingStore {
     inner: MemoryStore,
-    armed: AtomicBool,
-    /// Notified when an armed load has read and is waiting.
-    pub(super) paused: Notify,
-    /// Notify once to let the paused load answer.
-    pub(super) resume: Notify,
-}
-
-impl PausingStore {
-    pub(super) fn arm(&self) {
-        self.armed.store(true, Ordering::SeqCst);
-    }
+    pub(super) load: Pause,
+    pub(super) list: Pause,
 }
 
 #[async_trait]
@@ -39,10 +54,7 @@ impl SessionStore for PausingStore {
     }
     async fn load(&self, key: &StorageKey) -> Result<Option<Record>, StoreError> {
         let answer = self.inner.load(key).await;
-        if self.armed.swap(false, Ordering::SeqCst) {
-            self.paused.notify_one();
-            self.resume.notified().await;
-        }
+        self.load.point().await;
         answer
     }
     async fn save(
@@ -68,7 +80,9 @@ impl SessionStore for PausingStore {
         self.inner.rotate(old, new, r).await
     }
     async fn list_by_user(&self, user: &str) -> Result<Vec<UserSession>, StoreError> {
-        self.inner.list_by_user(user).await
+        let answer = self.inner.list_by_user(user).await;
+        self.list.point().await;
+        answer
     }
     async fn delete_by_user(
         &self,

@@ -102,12 +102,12 @@ async fn a_fill_racing_a_delete_never_resurrects_it(cache: Arc<dyn SessionStore>
     let (durable, a, b) = shared_pair(cache);
     let key = SessionId::generate().storage_key();
     durable.create(&key, &record()).await.unwrap();
-    durable.arm();
+    durable.load.arm();
     let reader = tokio::spawn(async move { a.load(&key).await });
     // a has the live record in hand and has not filled the cache yet.
-    durable.paused.notified().await;
+    durable.load.reached.notified().await;
     b.delete(&key).await.unwrap();
-    durable.resume.notify_one();
+    durable.load.resume.notify_one();
     // a's own answer began before the delete; it may be the old record.
     reader.await.unwrap().unwrap();
     assert!(
@@ -121,11 +121,11 @@ async fn a_fill_racing_delete_by_user_never_resurrects_it(cache: Arc<dyn Session
     let (durable, a, b) = shared_pair(cache);
     let key = SessionId::generate().storage_key();
     durable.create(&key, &record()).await.unwrap();
-    durable.arm();
+    durable.load.arm();
     let reader = tokio::spawn(async move { a.load(&key).await });
-    durable.paused.notified().await;
+    durable.load.reached.notified().await;
     assert_eq!(b.delete_by_user("alice", None).await.unwrap(), 1);
-    durable.resume.notify_one();
+    durable.load.resume.notify_one();
     reader.await.unwrap().unwrap();
     assert!(
         b.load(&key).await.unwrap().is_none(),
@@ -139,11 +139,11 @@ async fn a_fill_racing_rotate_never_revives_the_old_key(cache: Arc<dyn SessionSt
     let old = SessionId::generate().storage_key();
     let new = SessionId::generate().storage_key();
     durable.create(&old, &record()).await.unwrap();
-    durable.arm();
+    durable.load.arm();
     let reader = tokio::spawn(async move { a.load(&old).await });
-    durable.paused.notified().await;
+    durable.load.reached.notified().await;
     b.rotate(&old, &new, &record()).await.unwrap();
-    durable.resume.notify_one();
+    durable.load.resume.notify_one();
     reader.await.unwrap().unwrap();
     assert!(
         b.load(&old).await.unwrap().is_none(),
@@ -158,13 +158,13 @@ async fn a_slow_fill_never_replaces_a_newer_save(cache: Arc<dyn SessionStore>) {
     let (durable, a, b) = shared_pair(cache);
     let key = SessionId::generate().storage_key();
     durable.create(&key, &record()).await.unwrap();
-    durable.arm();
+    durable.load.arm();
     let reader = tokio::spawn(async move { a.load(&key).await });
-    durable.paused.notified().await;
+    durable.load.reached.notified().await;
     let mut next = record();
     next.version = 2;
     b.save(&key, &next, 1).await.unwrap();
-    durable.resume.notify_one();
+    durable.load.resume.notify_one();
     assert_eq!(reader.await.unwrap().unwrap().unwrap().version, 1);
     assert_eq!(
         b.load(&key).await.unwrap().unwrap().version,
@@ -179,21 +179,59 @@ async fn concurrent_fills_never_leave_an_older_version_cached(cache: Arc<dyn Ses
     let (durable, a, b) = shared_pair(cache);
     let key = SessionId::generate().storage_key();
     durable.create(&key, &record()).await.unwrap();
-    durable.arm();
+    durable.load.arm();
     let reader = tokio::spawn(async move { a.load(&key).await });
-    durable.paused.notified().await;
+    durable.load.reached.notified().await;
     // Another process (no shared cache) saves version 2 ...
     let mut next = record();
     next.version = 2;
     durable.save(&key, &next, 1).await.unwrap();
     // ... and b reads it through, filling version 2.
     assert_eq!(b.load(&key).await.unwrap().unwrap().version, 2);
-    durable.resume.notify_one();
+    durable.load.resume.notify_one();
     assert_eq!(reader.await.unwrap().unwrap().unwrap().version, 1);
     assert_eq!(
         b.load(&key).await.unwrap().unwrap().version,
         2,
         "the slower fill left an older version cached"
+    );
+}
+
+/// A session filed between `delete_by_user`'s listing and its delete (a
+/// login racing "log out everywhere") is deleted by it; a read-through
+/// fill that read it before the delete must not serve it afterwards.
+async fn a_session_unknown_to_delete_by_user_is_not_served(cache: Arc<dyn SessionStore>) {
+    let (durable, a, b) = shared_pair(cache);
+    let user = format!(
+        "racer-{}",
+        &SessionId::generate().storage_key().to_hex()[..8]
+    );
+    let mut r = record();
+    r.user = Some(user.clone());
+    durable.list.arm();
+    let revoker = {
+        let user = user.clone();
+        tokio::spawn(async move { b.delete_by_user(&user, None).await })
+    };
+    // delete_by_user has listed the user's sessions: none yet.
+    durable.list.reached.notified().await;
+    let key = SessionId::generate().storage_key();
+    durable.create(&key, &r).await.unwrap();
+    durable.load.arm();
+    let a2 = a.clone();
+    let reader = tokio::spawn(async move { a2.load(&key).await });
+    durable.load.reached.notified().await;
+    durable.list.resume.notify_one();
+    assert_eq!(
+        revoker.await.unwrap().unwrap(),
+        1,
+        "the late session was deleted"
+    );
+    durable.load.resume.notify_one();
+    reader.await.unwrap().unwrap();
+    assert!(
+        a.load(&key).await.unwrap().is_none(),
+        "a session deleted by delete_by_user was served from the shared cache"
     );
 }
 
@@ -248,6 +286,7 @@ race_tests!(
     a_fill_racing_rotate_never_revives_the_old_key,
     a_slow_fill_never_replaces_a_newer_save,
     concurrent_fills_never_leave_an_older_version_cached,
+    a_session_unknown_to_delete_by_user_is_not_served,
 );
 
 /// With the cache unreachable, ending a session still ends it in the
