@@ -23,6 +23,9 @@
 //! * **Tombstones**: after ending a session in the durable store, the cache
 //!   slot is overwritten with a tombstone that lives for the cache TTL plus
 //!   5 s. A tombstone reads as a miss that must not be filled.
+//!   `delete_by_user` also leaves a *user* tombstone, which every fill of
+//!   that user's records checks after writing (one more cache read per fill
+//!   of a signed-in session).
 //! * **Gated fills**: a fill only ever inserts into an empty slot or
 //!   compare-and-swaps over a copy of an *older* version (or a stale copy of
 //!   the same one); it never overwrites a tombstone or a newer copy.
@@ -35,9 +38,7 @@
 //! * **Shared cache** (Redis in front of PostgreSQL, say), reachable, and
 //!   keeping entries for their TTL: **none**. Once `delete`, `rotate` or
 //!   `delete_by_user` returns, no instance serves the old record, whatever
-//!   fills were in flight. One exception: a session whose *creation*
-//!   overlaps a `delete_by_user` call is deleted by it but may be served
-//!   from the cache for up to the cache TTL.
+//!   fills were in flight.
 //! * **Everything else**: a **per-process** cache
 //!   ([`MemoryStore`](super::MemoryStore) in each instance: other instances
 //!   never see the tombstone), a cache that was unreachable during the
@@ -87,6 +88,19 @@
 //! case (3)'s freshness bound is left, giving `s + ttl < d + ttl`: the
 //! documented worst case.
 //!
+//! `delete_by_user` tombstones the keys it listed before its durable delete
+//! and the copies the cache lists after it. What neither listing sees is a
+//! session filed between the durable listing and the durable delete whose
+//! copy lands after the cache listing. For those: R writes the user
+//! tombstone (at `t`, after the durable delete) *before* listing the cache,
+//! and a fill F of one of the user's records reads the user tombstone
+//! *after* its write lands. Either F's write precedes the cache listing
+//! (listed, so buried) or F's check follows the user tombstone; a check
+//! that finds it with `s < t + 5 s` buries F's own copy. (Over-burying
+//! only costs read-throughs: a sign-in within 5 s after "log out
+//! everywhere" is not cached for a TTL.) A check after the user tombstone
+//! expired is again case (3).
+//!
 //! Versions work the same way: a fill reading version 1 and landing after
 //! a save wrote version 2 finds a copy of version 2 (or a tombstone) and
 //! stops, since the gate only replaces older versions.
@@ -100,6 +114,7 @@ use crate::expiry::Timestamp;
 use crate::id::StorageKey;
 use crate::record::Record;
 use crate::store::{SessionStore, StoreError, UserSession};
+use sha2::{Digest, Sha256};
 
 mod slot;
 
@@ -177,10 +192,18 @@ impl TieredStore {
                     self.cache.save(key, &copy, c.record.version).await
                 }
                 // A tombstone, or a copy at least as new as ours.
-                Slot::Tombstone | Slot::Copy(_) => return,
+                Slot::Tombstone { .. } | Slot::Copy(_) => return,
             };
             match written {
-                Ok(()) => return,
+                Ok(()) => {
+                    if let Some(user) = &record.user
+                        && self.user_revoked_since(user, began).await
+                    {
+                        // delete_by_user may have missed this copy: undo it.
+                        self.bury_logged(key).await;
+                    }
+                    return;
+                }
                 Err(e) if e.is_backend_failure() => {
                     tracing::debug!(error = %e, "session cache fill failed");
                     return;
@@ -233,6 +256,23 @@ impl TieredStore {
         }
     }
 
+    /// Whether a `delete_by_user(user)` may have ended sessions after an
+    /// operation that began at `began` read them (its user tombstone is at
+    /// most 5 s older than `began`, the clock allowance).
+    async fn user_revoked_since(&self, user: &str, began: Timestamp) -> bool {
+        match self
+            .cache
+            .load(&user_tombstone_key(user))
+            .await
+            .map(Slot::of)
+        {
+            Ok(Slot::Tombstone { written_at }) => {
+                began < written_at.saturating_add(CLOCK_SKEW_ALLOWANCE)
+            }
+            _ => false,
+        }
+    }
+
     /// Re-reads `key` from the durable store after a write that failed, so
     /// a cached copy the failure proved stale is replaced (or buried).
     async fn refresh(&self, key: &StorageKey) {
@@ -246,6 +286,15 @@ impl TieredStore {
             Err(_) => {}
         }
     }
+}
+
+/// Where `delete_by_user(user)` leaves its user tombstone in the cache. A
+/// hash of a name no session ID hashes to, so it never meets a session key.
+fn user_tombstone_key(user: &str) -> StorageKey {
+    let mut h = Sha256::new();
+    h.update(b"\x01cloakroom.user-revoked\x00");
+    h.update(user.as_bytes());
+    StorageKey(h.finalize().into())
 }
 
 #[async_trait]
@@ -264,7 +313,7 @@ impl SessionStore for TieredStore {
                 metrics::counter!("cloakroom_cache_hits_total").increment(1);
                 return Ok(Some(c.record));
             }
-            Ok(Slot::Tombstone) => may_fill = false,
+            Ok(Slot::Tombstone { .. }) => may_fill = false,
             // Empty, or a stale copy the fill below replaces.
             Ok(_) => {}
             Err(e) => tracing::debug!(error = %e, "session cache read failed; reading through"),
@@ -366,6 +415,12 @@ impl SessionStore for TieredStore {
             .map(|s| s.key)
             .collect();
         let result = self.durable.delete_by_user(user, except).await;
+        // Before listing the cache, so that a fill the listing misses sees
+        // it (module docs). One failure means the cache is down: the rest
+        // would only wait for their own timeouts.
+        if !self.bury_logged(&user_tombstone_key(user)).await {
+            return result;
+        }
         // Copies of sessions created between the listing and the delete.
         match self.cache.list_by_user(user).await {
             Ok(cached) => doomed.extend(cached.into_iter().map(|s| s.key)),
@@ -374,8 +429,6 @@ impl SessionStore for TieredStore {
         doomed.sort_unstable();
         doomed.dedup();
         for key in doomed.iter().filter(|k| Some(*k) != except) {
-            // One failure means the cache is down: the rest would only wait
-            // for their own timeouts.
             if !self.bury_logged(key).await {
                 break;
             }

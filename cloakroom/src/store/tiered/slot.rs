@@ -31,8 +31,9 @@ pub(super) const TOMBSTONE_VERSION: u64 = u64::MAX >> 1;
 pub(super) enum Slot {
     /// Nothing live under the key.
     Empty,
-    /// A revocation happened moments ago.
-    Tombstone,
+    /// A revocation happened moments ago, at `written_at` (the revoker's
+    /// clock).
+    Tombstone { written_at: Timestamp },
     /// A copy of a durable record.
     Copy(Copy),
 }
@@ -53,7 +54,9 @@ impl Slot {
             return Self::Empty;
         };
         if record.get_raw(TOMBSTONE).is_some() {
-            return Self::Tombstone;
+            return Self::Tombstone {
+                written_at: record.created_at,
+            };
         }
         let fresh_until = record
             .remove(CACHED_UNTIL)
@@ -132,7 +135,7 @@ mod tests {
         assert_eq!(c.record.keys().count(), 0, "the marker is stripped");
         let stone = tombstone(Timestamp::now(), Duration::from_secs(5));
         assert!(stone.as_ref().is_some_and(|s| s.user.is_none()));
-        assert!(matches!(Slot::of(stone), Slot::Tombstone));
+        assert!(matches!(Slot::of(stone), Slot::Tombstone { .. }));
         assert!(matches!(Slot::of(None), Slot::Empty));
     }
 
