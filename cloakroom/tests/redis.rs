@@ -1,7 +1,7 @@
 //! The Redis store against real servers, through the public API: the
-//! conformance suite on a single server and on a Redis Cluster, S6 (nothing
-//! at rest can be presented as a session ID) and recovery after the server
-//! dies and comes back.
+//! conformance suite on a single server, on a Redis Cluster and as a tiered
+//! store's shared cache, S6 (nothing at rest can be presented as a session
+//! ID) and recovery after the server dies and comes back.
 //!
 //! Servers: `CLOAKROOM_TEST_REDIS_URL` (default `redis://127.0.0.1:6379/`)
 //! and `CLOAKROOM_TEST_REDIS_CLUSTER_URLS` (comma-separated, default the
@@ -309,4 +309,20 @@ async fn recovers_after_the_server_restarts() {
         .unwrap();
     assert!(store.load(&fresh).await.unwrap().is_some());
     assert_eq!(store.list_by_user("recovery").await.unwrap().len(), 1);
+}
+
+/// Redis as the shared cache of a tiered store: the tombstones and gated
+/// fills (S29) keep every guarantee on a real server.
+mod tiered_redis_cache {
+    use super::*;
+    use cloakroom::store::{MemoryStore, TieredStore};
+    use std::sync::Arc;
+
+    async fn tiered() -> Result<TieredStore, StoreError> {
+        Ok(TieredStore::new(
+            Arc::new(single_store().await?),
+            Arc::new(MemoryStore::new()),
+        ))
+    }
+    cloakroom::conformance_tests!(service "redis", async tiered().await);
 }

@@ -9,13 +9,19 @@ use bytes::Bytes;
 
 use crate::expiry::Timestamp;
 use crate::id::StorageKey;
-use crate::record::Record;
+use crate::record::{MAX_RECORD_BYTES, Record};
 use crate::store::{SessionStore, StoreError, UserSession};
+
+mod shard;
+
+use self::shard::{Limits, Room, Shard};
 
 const SHARDS: usize = 64;
 const INDEX_SHARDS: usize = 16;
 /// Default [`MemoryStore::with_max_sessions`].
 pub const DEFAULT_MAX_SESSIONS: usize = 1_000_000;
+/// Default [`MemoryStore::with_max_bytes`]: 256 MiB of encoded records.
+pub const DEFAULT_MAX_BYTES: usize = 256 << 20;
 
 /// Keeps sessions in this process's memory.
 ///
@@ -26,20 +32,41 @@ pub const DEFAULT_MAX_SESSIONS: usize = 1_000_000;
 ///
 /// # Bounded
 ///
-/// At most [`with_max_sessions`](Self::with_max_sessions) records are kept
-/// (default one million), spread evenly over the shards. When a shard is
-/// full, `create` first drops its expired records; if it is still full it
-/// **evicts one record: the anonymous session closest to expiry, or, if every
-/// session in the shard is signed in, the signed-in session closest to
-/// expiry**. A flood of new anonymous sessions thus pushes out other
-/// anonymous sessions before anyone's sign-in, and can never grow memory past
-/// the bound. Expired records are never returned (S23) and are dropped when
-/// met, by [`delete_expired`](SessionStore::delete_expired), and by a
+/// Two bounds hold at once, each spread evenly over the shards:
+///
+/// * at most [`with_max_sessions`](Self::with_max_sessions) records
+///   (default one million), and
+/// * at most [`with_max_bytes`](Self::with_max_bytes) bytes of encoded
+///   records (default 256 MiB): the sum of [`Record::encoded_len`] over the
+///   records held, so a client parking large records pushes out other
+///   records instead of growing memory.
+///
+/// When a `create` (or a `save` that grows a record) would break either
+/// bound in its shard, the store first drops the shard's expired records;
+/// if that is not enough it **evicts records, one at a time: the anonymous
+/// session closest to expiry, or, if every session in the shard is signed
+/// in, the signed-in session closest to expiry**, until both bounds hold. A
+/// flood of new anonymous sessions thus pushes out other anonymous sessions
+/// before anyone's sign-in, and can never grow memory past the bounds. A
+/// `save` never evicts the record it saves. Expired records are never
+/// returned (S23) and are dropped when met, by
+/// [`delete_expired`](SessionStore::delete_expired), and by a
 /// [`spawn_reaper`](crate::store::spawn_reaper) task if you start one.
+///
+/// # How much memory
+///
+/// The byte bound counts the records' encoded bytes. Each record also
+/// costs roughly 150-300 bytes of bookkeeping (its key, the map slot and
+/// its slack, the allocation, the user index entry of a signed-in
+/// session), which the session bound caps. With the defaults the store
+/// thus holds at most 256 MiB of records plus up to about 300 MB of
+/// bookkeeping, roughly 550 MB in all; size both bounds to your memory.
 ///
 /// ```
 /// use cloakroom::store::MemoryStore;
-/// let store = MemoryStore::new().with_max_sessions(10_000);
+/// let store = MemoryStore::new()
+///     .with_max_sessions(10_000)
+///     .with_max_bytes(64 << 20);
 /// ```
 #[derive(Clone)]
 pub struct MemoryStore {
@@ -48,12 +75,12 @@ pub struct MemoryStore {
 
 struct Inner {
     shards: Box<[RwLock<Shard>]>,
-    per_shard: usize,
+    /// Each shard's share of the bounds.
+    limits: Limits,
     users: Box<[Mutex<UserIndex>]>,
     user_hasher: std::collections::hash_map::RandomState,
 }
 
-type Shard = HashMap<StorageKey, Entry, KeyHasher>;
 type UserIndex = HashMap<String, HashSet<StorageKey, KeyHasher>>;
 
 struct Entry {
@@ -116,27 +143,61 @@ impl Default for MemoryStore {
 impl std::fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MemoryStore")
-            .field("max_sessions", &(self.inner.per_shard * SHARDS))
+            .field("max_sessions", &self.max_sessions())
+            .field("max_bytes", &self.max_bytes())
             .finish_non_exhaustive()
     }
 }
 
 impl MemoryStore {
-    /// An empty store holding at most one million sessions.
+    /// An empty store holding at most one million sessions and 256 MiB of
+    /// encoded records.
     #[must_use]
     pub fn new() -> Self {
-        Self::with_capacity_limit(DEFAULT_MAX_SESSIONS)
+        Self::with_limits(DEFAULT_MAX_SESSIONS, DEFAULT_MAX_BYTES)
     }
 
-    /// Sets the most sessions kept (rounded up to a multiple of 64); see
-    /// the eviction rule in the type's docs. Replaces the store's contents.
+    /// Sets the most sessions kept (rounded up to a multiple of 64, at
+    /// least 64); see the eviction rule in the type's docs. Keeps the byte
+    /// bound. **Replaces the store's contents** with an empty store: call it
+    /// while building.
     #[must_use]
     pub fn with_max_sessions(self, max: usize) -> Self {
-        Self::with_capacity_limit(max)
+        Self::with_limits(max, self.max_bytes())
     }
 
-    fn with_capacity_limit(max: usize) -> Self {
-        let per_shard = max.div_ceil(SHARDS).max(1);
+    /// Sets the most bytes of encoded records kept (default 256 MiB),
+    /// rounded up to a multiple of 64 and to at least 64 MiB: each of the
+    /// 64 shards must be able to hold the largest record
+    /// ([`MAX_RECORD_BYTES`], 1 MiB). See the eviction rule in the type's
+    /// docs. Keeps the session bound. **Replaces the store's contents** with
+    /// an empty store: call it while building.
+    ///
+    /// A record larger than one shard's share (only possible above
+    /// [`MAX_RECORD_BYTES`], which no store can load back) is refused by
+    /// `create` and `save` with [`StoreError::Other`].
+    #[must_use]
+    pub fn with_max_bytes(self, max: usize) -> Self {
+        Self::with_limits(self.max_sessions(), max)
+    }
+
+    /// The session bound in force (after rounding).
+    #[must_use]
+    pub fn max_sessions(&self) -> usize {
+        self.inner.limits.entries * SHARDS
+    }
+
+    /// The byte bound in force (after rounding).
+    #[must_use]
+    pub fn max_bytes(&self) -> usize {
+        self.inner.limits.bytes.saturating_mul(SHARDS)
+    }
+
+    fn with_limits(max_sessions: usize, max_bytes: usize) -> Self {
+        let limits = Limits {
+            entries: max_sessions.div_ceil(SHARDS).max(1),
+            bytes: max_bytes.div_ceil(SHARDS).max(MAX_RECORD_BYTES),
+        };
         let shards = (0..SHARDS).map(|_| RwLock::new(Shard::default())).collect();
         let users = (0..INDEX_SHARDS)
             .map(|_| Mutex::new(HashMap::new()))
@@ -144,7 +205,7 @@ impl MemoryStore {
         Self {
             inner: Arc::new(Inner {
                 shards,
-                per_shard,
+                limits,
                 users,
                 user_hasher: std::collections::hash_map::RandomState::new(),
             }),
@@ -161,6 +222,13 @@ impl MemoryStore {
     #[must_use]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Sum of the encoded sizes of the records held: what
+    /// [`with_max_bytes`](Self::with_max_bytes) bounds.
+    #[must_use]
+    pub fn encoded_bytes(&self) -> usize {
+        self.inner.shards.iter().map(|s| read(s).bytes()).sum()
     }
 
     /// Every storage key and encoded record held, for tests that check what
@@ -231,35 +299,6 @@ impl Inner {
             .unwrap_or_default()
     }
 
-    /// Makes room in a full shard; returns the index entries to drop.
-    fn make_room(&self, shard: &mut Shard, now: Timestamp, gone: &mut Vec<(Arc<str>, StorageKey)>) {
-        if shard.len() < self.per_shard {
-            return;
-        }
-        shard.retain(|k, e| {
-            let live = e.is_live(now);
-            if !live && let Some(u) = &e.user {
-                gone.push((u.clone(), *k));
-            }
-            live
-        });
-        if shard.len() < self.per_shard {
-            return;
-        }
-        let victim = shard
-            .iter()
-            .min_by_key(|(_, e)| (e.user.is_some(), e.expires_at()))
-            .map(|(k, _)| *k);
-        if let Some(k) = victim
-            && let Some(e) = shard.remove(&k)
-        {
-            metrics::counter!("cloakroom_memory_evictions_total").increment(1);
-            if let Some(u) = e.user {
-                gone.push((u, k));
-            }
-        }
-    }
-
     fn drop_index(&self, gone: Vec<(Arc<str>, StorageKey)>) {
         for (user, key) in gone {
             self.index_remove(&user, &key);
@@ -272,6 +311,7 @@ impl SessionStore for MemoryStore {
     async fn create(&self, key: &StorageKey, record: &Record) -> Result<(), StoreError> {
         let now = Timestamp::now();
         let entry = Entry::new(record);
+        self.inner.limits.check_record(&entry)?;
         let mut gone = Vec::new();
         {
             let mut shard = write(self.inner.shard(key));
@@ -284,7 +324,11 @@ impl SessionStore for MemoryStore {
                 }
                 shard.remove(key);
             }
-            self.inner.make_room(&mut shard, now, &mut gone);
+            let room = Room {
+                entries: 1,
+                bytes: entry.bytes.len(),
+            };
+            shard.make_room(self.inner.limits, room, None, now, &mut gone);
             shard.insert(*key, entry);
         }
         self.inner.drop_index(gone);
@@ -317,9 +361,11 @@ impl SessionStore for MemoryStore {
     ) -> Result<(), StoreError> {
         let now = Timestamp::now();
         let entry = Entry::new(record);
+        self.inner.limits.check_record(&entry)?;
+        let mut gone = Vec::new();
         let old_user = {
             let mut shard = write(self.inner.shard(key));
-            let Some(current) = shard.get_mut(key) else {
+            let Some(current) = shard.get(key) else {
                 return Err(StoreError::NotFound);
             };
             if !current.is_live(now) {
@@ -328,8 +374,15 @@ impl SessionStore for MemoryStore {
             if current.version != expected_version {
                 return Err(StoreError::VersionConflict);
             }
-            std::mem::replace(current, entry).user
+            let growth = entry.bytes.len().saturating_sub(current.bytes.len());
+            let room = Room {
+                entries: 0,
+                bytes: growth,
+            };
+            shard.make_room(self.inner.limits, room, Some(key), now, &mut gone);
+            shard.insert(*key, entry).and_then(|old| old.user)
         };
+        self.inner.drop_index(gone);
         if old_user.as_deref() != record.user.as_deref() {
             if let Some(u) = old_user {
                 self.inner.index_remove(&u, key);
@@ -445,6 +498,8 @@ impl SessionStore for MemoryStore {
     }
 }
 
+#[cfg(test)]
+mod bound_tests;
 #[cfg(test)]
 mod tests {
     use super::*;
