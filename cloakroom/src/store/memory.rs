@@ -175,7 +175,7 @@ impl MemoryStore {
     ///
     /// A record larger than one shard's share (only possible above
     /// [`MAX_RECORD_BYTES`], which no store can load back) is refused by
-    /// `create` and `save` with [`StoreError::Other`].
+    /// `create` and `save` with [`StoreError::TooLarge`].
     #[must_use]
     pub fn with_max_bytes(self, max: usize) -> Self {
         Self::with_limits(self.max_sessions(), max)

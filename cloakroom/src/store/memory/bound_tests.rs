@@ -121,6 +121,6 @@ async fn a_record_no_shard_can_hold_is_refused() {
         .create(&key, &big(None, MAX_RECORD_BYTES + 1))
         .await
         .unwrap_err();
-    assert!(matches!(err, StoreError::Other(_)), "{err:?}");
+    assert!(matches!(err, StoreError::TooLarge { .. }), "{err:?}");
     assert!(store.is_empty());
 }

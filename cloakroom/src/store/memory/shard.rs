@@ -43,11 +43,10 @@ impl Limits {
     /// Refuses a record no shard could hold within the byte bound.
     pub(super) fn check_record(self, entry: &Entry) -> Result<(), StoreError> {
         if entry.bytes.len() > self.bytes {
-            return Err(StoreError::other(format!(
-                "a record of {} bytes exceeds the memory store's per-shard budget of {} bytes",
-                entry.bytes.len(),
-                self.bytes
-            )));
+            return Err(StoreError::TooLarge {
+                size: entry.bytes.len(),
+                limit: self.bytes,
+            });
         }
         Ok(())
     }

@@ -436,6 +436,11 @@ impl SessionStore for TieredStore {
         result
     }
 
+    fn is_durable(&self) -> bool {
+        // The cache is only a copy: what counts is the durable tier.
+        self.durable.is_durable()
+    }
+
     async fn delete_expired(&self) -> Result<u64, StoreError> {
         let _ = self.cache.delete_expired().await;
         self.durable.delete_expired().await
