@@ -1085,13 +1085,18 @@ mod tests {
                 tokio::spawn(async move {
                     let new = SessionId::generate().storage_key();
                     let rec = live_record(Some("deadlock-test"));
-                    // Every other task also rotates a key that is already gone.
-                    let from = if i % 2 == 0 {
-                        old
+                    // Every other task also rotates a key that is already
+                    // gone, which files nothing (S28).
+                    if i % 2 == 0 {
+                        store.rotate(&old, &new, &rec).await?;
                     } else {
-                        SessionId::generate().storage_key()
-                    };
-                    store.rotate(&from, &new, &rec).await?;
+                        let gone = SessionId::generate().storage_key();
+                        match store.rotate(&gone, &new, &rec).await {
+                            Err(StoreError::NotFound) => {}
+                            Ok(()) => return Err(StoreError::other("rotated a missing key")),
+                            Err(e) => return Err(e),
+                        }
+                    }
                     store.delete(&old).await?;
                     store.delete(&new).await
                 })
