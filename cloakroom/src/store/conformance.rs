@@ -60,6 +60,10 @@ pub const SCENARIOS: &[&str] = &[
     "delete_is_idempotent",
     "rotate_keeps_exactly_one",
     "rotate_onto_taken_key_is_conflict",
+    "rotate_of_deleted_key_is_not_found",
+    "rotate_of_expired_key_is_not_found",
+    "touch_after_expiry_is_not_found",
+    "delete_by_user_racing_rotate_leaves_no_live_session",
     "user_index_listing",
     "user_index_delete_except",
     "index_entries_die_with_sessions",
@@ -424,6 +428,204 @@ async fn listed_keys<S: SessionStore + ?Sized>(store: &S, user: &str) -> Vec<Sto
     )
 }
 
+/// S28: `rotate` needs a live record under the old key. Rotating a deleted
+/// (or never created) key is `NotFound` and files nothing under the new key,
+/// so a login racing a logout cannot bring the session back.
+pub async fn rotate_of_deleted_key_is_not_found<S: SessionStore + ?Sized>(store: &S) {
+    let user = fresh_user();
+    let old = fresh_key();
+    let new = fresh_key();
+    let mut rec = with_value(live_record(), "cart", "3 items");
+    rec.user = Some(user.clone());
+    ok(store.create(&old, &rec).await, "create");
+    ok(store.delete(&old).await, "delete");
+    let mut rotated = rec.clone();
+    rotated.version = 2;
+    let r = store.rotate(&old, &new, &rotated).await;
+    assert!(
+        matches!(r, Err(StoreError::NotFound)),
+        "rotate of a deleted key must be NotFound, got {r:?}"
+    );
+    must_be_absent(store, &new, "new key after rotating a deleted key").await;
+    must_be_absent(store, &old, "deleted key after a rotate attempt").await;
+    assert!(
+        listed_keys(store, &user).await.is_empty(),
+        "rotating a deleted key must not give the user a session"
+    );
+
+    let never = fresh_key();
+    let new2 = fresh_key();
+    let r = store.rotate(&never, &new2, &rotated).await;
+    assert!(
+        matches!(r, Err(StoreError::NotFound)),
+        "rotate of a never-created key must be NotFound, got {r:?}"
+    );
+    must_be_absent(store, &new2, "new key after rotating a never-created key").await;
+    assert!(
+        listed_keys(store, &user).await.is_empty(),
+        "rotating a never-created key must not give the user a session"
+    );
+}
+
+/// A record of `user` that is live now and expires about three seconds from
+/// now, and how long to wait until every store must treat it as expired.
+fn short_lived_for(user: &str) -> (Record, Duration) {
+    let mut rec = live_record();
+    rec.user = Some(user.to_owned());
+    // As in `never_loads_expired`: three seconds leave room for a slow
+    // commit, and second-granular stores may keep an item up to a second
+    // past its deadline.
+    rec.idle_deadline = Timestamp::now().saturating_add(Duration::from_secs(3));
+    let wait = rec.idle_deadline.since(Timestamp::now()) + Duration::from_millis(1100);
+    (rec, wait)
+}
+
+/// S23/S28: an expired record cannot be rotated: `NotFound`, and nothing is
+/// filed under the new key.
+pub async fn rotate_of_expired_key_is_not_found<S: SessionStore + ?Sized>(store: &S) {
+    let user = fresh_user();
+
+    // Already expired when created (some stores do not even store it).
+    let old = fresh_key();
+    let new = fresh_key();
+    let mut rec = expired_record();
+    rec.user = Some(user.clone());
+    let created = store.create(&old, &rec).await;
+    assert!(
+        created.is_ok(),
+        "create of an expired record must not fail: {created:?}"
+    );
+    let mut rotated = live_record();
+    rotated.user = Some(user.clone());
+    rotated.version = 2;
+    let r = store.rotate(&old, &new, &rotated).await;
+    assert!(
+        matches!(r, Err(StoreError::NotFound)),
+        "rotate of a record created expired must be NotFound, got {r:?}"
+    );
+    must_be_absent(store, &new, "new key after rotating an expired record").await;
+
+    // Live when created, expired a moment later.
+    let old = fresh_key();
+    let new = fresh_key();
+    let (rec, wait) = short_lived_for(&user);
+    ok(store.create(&old, &rec).await, "create short-lived");
+    must_load(store, &old, "short-lived record before its deadline").await;
+    tokio::time::sleep(wait).await;
+    must_be_absent(store, &old, "short-lived record after its deadline").await;
+    let r = store.rotate(&old, &new, &rotated).await;
+    assert!(
+        matches!(r, Err(StoreError::NotFound)),
+        "rotate of an expired record must be NotFound, got {r:?}"
+    );
+    must_be_absent(store, &new, "new key after rotating an expired record").await;
+    must_be_absent(store, &old, "expired record after a rotate attempt").await;
+    assert!(
+        listed_keys(store, &user).await.is_empty(),
+        "rotating an expired record must not give the user a session"
+    );
+}
+
+/// S23: `touch` of an expired record is `NotFound` and does not make it
+/// loadable again.
+pub async fn touch_after_expiry_is_not_found<S: SessionStore + ?Sized>(store: &S) {
+    let user = fresh_user();
+    let key = fresh_key();
+    let (rec, wait) = short_lived_for(&user);
+    ok(store.create(&key, &rec).await, "create short-lived");
+    must_load(store, &key, "short-lived record before its deadline").await;
+    tokio::time::sleep(wait).await;
+    must_be_absent(store, &key, "short-lived record after its deadline").await;
+    let later = Timestamp::now().saturating_add(Duration::from_secs(600));
+    let r = store.touch(&key, later).await;
+    assert!(
+        matches!(r, Err(StoreError::NotFound)),
+        "touch of an expired record must be NotFound, got {r:?}"
+    );
+    must_be_absent(store, &key, "expired record after a touch attempt").await;
+    assert!(
+        listed_keys(store, &user).await.is_empty(),
+        "a touch must not bring an expired session back into the listing"
+    );
+}
+
+/// Runs a store call again while it fails with a backend failure (a
+/// deadlock victim, say: the contract calls those transient).
+async fn retrying<T, F, Fut>(what: &str, mut call: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let mut attempt = 0;
+    loop {
+        match call().await {
+            Err(e) if e.is_backend_failure() && attempt < 3 => {
+                attempt += 1;
+                tracing::debug!(what, error = %e, "retrying a transient failure");
+            }
+            other => return other,
+        }
+    }
+}
+
+/// S28: "log out everywhere" racing a rotation of one of the user's sessions
+/// leaves the user with no live session, whichever runs first: if the
+/// rotation completed first, `delete_by_user` deletes the new key too; if
+/// the deletion reached the old key first, the rotation is `NotFound`.
+pub async fn delete_by_user_racing_rotate_leaves_no_live_session<S: SessionStore + ?Sized>(
+    store: &S,
+) {
+    for round in 0u64..20 {
+        let user = fresh_user();
+        let mut keys = Vec::new();
+        for _ in 0..3 {
+            keys.push(create_for(store, &user).await);
+        }
+        let old = keys[0];
+        let new = fresh_key();
+        let mut rotated = must_load(store, &old, "before the race").await;
+        rotated.version += 1;
+        // Stagger the two by 0-2 ms, alternately, so the rounds cover
+        // several interleavings.
+        let lag = Duration::from_millis(round % 3);
+        let (rotate_lag, delete_lag) = if round % 2 == 0 {
+            (lag, Duration::ZERO)
+        } else {
+            (Duration::ZERO, lag)
+        };
+        let (deleted, rotated_result) = tokio::join!(
+            async {
+                tokio::time::sleep(delete_lag).await;
+                retrying("delete_by_user", || store.delete_by_user(&user, None)).await
+            },
+            async {
+                tokio::time::sleep(rotate_lag).await;
+                retrying("rotate", || store.rotate(&old, &new, &rotated)).await
+            },
+        );
+        ok(deleted, "delete_by_user racing rotate");
+        assert!(
+            matches!(rotated_result, Ok(()) | Err(StoreError::NotFound)),
+            "rotate racing delete_by_user must succeed or be NotFound, got {rotated_result:?}"
+        );
+        must_be_absent(
+            store,
+            &new,
+            &format!(
+                "round {round}: the rotated-to key after delete_by_user (rotate gave {rotated_result:?})"
+            ),
+        )
+        .await;
+        for key in &keys {
+            must_be_absent(store, key, &format!("round {round}: a deleted-by-user key")).await;
+        }
+        assert!(
+            listed_keys(store, &user).await.is_empty(),
+            "round {round}: the user must have no session left (rotate gave {rotated_result:?})"
+        );
+    }
+}
+
 /// The per-user index lists exactly a user's live sessions.
 pub async fn user_index_listing<S: SessionStore + ?Sized>(store: &S) {
     let alice = fresh_user();
@@ -675,6 +877,10 @@ pub async fn run_all<S: SessionStore + ?Sized>(store: &S, caps: Capabilities) {
     delete_is_idempotent(store).await;
     rotate_keeps_exactly_one(store).await;
     rotate_onto_taken_key_is_conflict(store).await;
+    rotate_of_deleted_key_is_not_found(store).await;
+    rotate_of_expired_key_is_not_found(store).await;
+    touch_after_expiry_is_not_found(store).await;
+    delete_by_user_racing_rotate_leaves_no_live_session(store).await;
     user_index_listing(store).await;
     user_index_delete_except(store).await;
     index_entries_die_with_sessions(store).await;
@@ -765,6 +971,10 @@ macro_rules! conformance_tests {
         $crate::conformance_tests!(@one $make, delete_is_idempotent);
         $crate::conformance_tests!(@one $make, rotate_keeps_exactly_one);
         $crate::conformance_tests!(@one $make, rotate_onto_taken_key_is_conflict);
+        $crate::conformance_tests!(@one $make, rotate_of_deleted_key_is_not_found);
+        $crate::conformance_tests!(@one $make, rotate_of_expired_key_is_not_found);
+        $crate::conformance_tests!(@one $make, touch_after_expiry_is_not_found);
+        $crate::conformance_tests!(@one $make, delete_by_user_racing_rotate_leaves_no_live_session);
         $crate::conformance_tests!(@one $make, user_index_listing);
         $crate::conformance_tests!(@one $make, user_index_delete_except);
         $crate::conformance_tests!(@one $make, index_entries_die_with_sessions);

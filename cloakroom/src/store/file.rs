@@ -6,6 +6,7 @@
 //! DIR/sessions/<hex storage key>      one file per session
 //! DIR/users/<hex sha256(user)>/<hex storage key>   empty index markers
 //! DIR/locks/<00..ff>.lock             256 lock files, by first key byte
+//! DIR/locks/user-<00..ff>.lock        256 more, by first byte of sha256(user)
 //! ```
 //!
 //! File names come only from the SHA-256 storage key (and the SHA-256 of the
@@ -14,6 +15,9 @@
 //! renamed over the old one, so readers see the old or the new record, never
 //! half of one. Writers of one key serialize on an advisory lock file
 //! (`flock`), which also holds across processes sharing the directory.
+//! `rotate` holds the locks of both keys, and `rotate` into a user's session
+//! and `delete_by_user` of that user also hold the user's lock, so neither
+//! can slip between the other's steps (S28).
 //! `fsync` of the file and directory is optional ([`FileStore::with_fsync`]).
 //!
 //! A session file is `[u64 idle_deadline][encoded record]`; `touch` rewrites
@@ -138,10 +142,30 @@ impl Inner {
     }
 
     fn lock(&self, key: &StorageKey) -> Result<KeyLock, StoreError> {
-        let path = self
-            .root
-            .join("locks")
-            .join(format!("{:02x}.lock", key.0[0]));
+        self.lock_file(&format!("{:02x}.lock", key.0[0]))
+    }
+
+    /// The locks of two keys, taken in file order so that two rotations
+    /// cannot deadlock; one lock when both keys share a file (`flock` on a
+    /// second descriptor of the same file would wait for ourselves).
+    fn lock_pair(&self, a: &StorageKey, b: &StorageKey) -> Result<Vec<KeyLock>, StoreError> {
+        let (lo, hi) = if a.0[0] <= b.0[0] { (a, b) } else { (b, a) };
+        let mut locks = vec![self.lock(lo)?];
+        if lo.0[0] != hi.0[0] {
+            locks.push(self.lock(hi)?);
+        }
+        Ok(locks)
+    }
+
+    /// Held by `rotate` into one of `user`'s sessions and by
+    /// `delete_by_user` of `user`; taken before any key lock.
+    fn user_lock(&self, user: &str) -> Result<KeyLock, StoreError> {
+        let digest = Sha256::digest(user.as_bytes());
+        self.lock_file(&format!("user-{:02x}.lock", digest[0]))
+    }
+
+    fn lock_file(&self, name: &str) -> Result<KeyLock, StoreError> {
+        let path = self.root.join("locks").join(name);
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -260,8 +284,13 @@ impl Inner {
     }
 
     fn create(&self, key: &StorageKey, record: &Record) -> Result<(), StoreError> {
-        let now = Timestamp::now();
         let _lock = self.lock(key)?;
+        self.create_locked(key, record)
+    }
+
+    /// `create` for a caller that holds `key`'s lock.
+    fn create_locked(&self, key: &StorageKey, record: &Record) -> Result<(), StoreError> {
+        let now = Timestamp::now();
         let old = self.read(key).unwrap_or(None);
         if old.as_ref().is_some_and(|s| s.is_live(now)) {
             return Err(StoreError::Conflict);
@@ -353,11 +382,17 @@ impl SessionStore for FileStore {
     ) -> Result<(), StoreError> {
         let (old_key, new_key, record) = (*old_key, *new_key, record.clone());
         self.run(move |s| {
-            // create() first: the new record exists before the old is gone.
-            s.create(&new_key, &record)?;
-            let _lock = s.lock(&old_key)?;
-            let old = s.read(&old_key).unwrap_or(None);
-            s.remove(&old_key, old.as_ref())
+            let _user_lock = record.user.as_deref().map(|u| s.user_lock(u)).transpose()?;
+            let _locks = s.lock_pair(&old_key, &new_key)?;
+            // S28: only a live record moves; a deleted or expired one is not
+            // filed under a new key. Under both locks no `delete` of the old
+            // key can come between this check and the removal below.
+            let Some(old) = s.read_live(&old_key, Timestamp::now())? else {
+                return Err(StoreError::NotFound);
+            };
+            // The new record exists before the old is gone.
+            s.create_locked(&new_key, &record)?;
+            s.remove(&old_key, Some(&old))
         })
         .await
     }
@@ -393,6 +428,9 @@ impl SessionStore for FileStore {
     ) -> Result<u64, StoreError> {
         let (user, except) = (user.to_owned(), except.copied());
         self.run(move |s| {
+            // Rotations into this user's sessions wait: a finished one has
+            // indexed its new key, which the listing below then finds.
+            let _user_lock = s.user_lock(&user)?;
             let now = Timestamp::now();
             let mut n = 0;
             for key in s.indexed_keys(&user)? {

@@ -43,6 +43,9 @@ const EXPIRED_EXPTIME: u32 = (REALTIME_MAXDELTA + 1) as u32;
 const MAX_EXPTIME: u64 = i32::MAX as u64;
 /// Attempts of one gets/cas loop before giving up with `Unavailable`.
 const MAX_CAS_ATTEMPTS: u32 = 16;
+/// Most passes of one `delete_by_user` over a user's index (see
+/// `delete_by_user_blocking`) before giving up with `Unavailable`.
+const MAX_DELETE_BY_USER_PASSES: usize = 8;
 /// Keys per multi-get request, so replies cannot fill both socket buffers.
 const MULTI_GET_CHUNK: usize = 32;
 /// Index format version, the first byte of every index item.
@@ -122,7 +125,9 @@ const INDEX_COMPACT_AT: usize = 64;
 ///   in front of the record (the record's bytes are copied unchanged) and
 ///   moves the exptime.
 /// * `delete` is memcached `delete`; `rotate` is `add` of the new record,
-///   then `delete` of the old one.
+///   then a `gets`/`cas` delete of the old one that succeeds only while it
+///   is live; otherwise the new record is deleted again and the rotation is
+///   [`StoreError::NotFound`] (S28).
 /// * The per-user index is one item per user holding the storage keys of
 ///   that user's sessions (with their absolute deadlines), updated with
 ///   bounded `gets`/`cas` retry loops. The entry is written before the
@@ -141,7 +146,9 @@ const INDEX_COMPACT_AT: usize = 64;
 ///   change of user still under way is not unindexed.
 /// * [`delete_by_user`] removes each session with a `cas` on the token it
 ///   read (writing an empty, already expired item), so a session that was
-///   meanwhile moved to another user is not deleted.
+///   meanwhile moved to another user is not deleted. It passes over the
+///   index again until nothing changes, so that the new key of a rotation
+///   racing it is deleted too.
 ///
 /// # Connection URL
 ///
@@ -856,22 +863,53 @@ impl MemcachedStore {
         Ok(out)
     }
 
+    /// Passes over the user's index until it lists no other entry, or a
+    /// quiet pass (nothing deleted, no item changed under it) is followed by
+    /// the very same listing. S28: a rotation indexes and writes its new
+    /// record before it claims the old one, so when a pass finds the old
+    /// record claimed away, the next listing holds the new key and the next
+    /// pass deletes it; entries that stay missing (young ones are kept for
+    /// a minute) end the loop once nothing changes any more.
     fn delete_by_user_blocking(
         &self,
         user: &str,
         except: Option<&StorageKey>,
     ) -> Result<u64, StoreError> {
-        let Some(index) = self.fetch(&self.index_key(user))? else {
-            return Ok(0);
-        };
-        let entries: Vec<IndexEntry> = decode_index(&index.value)?
-            .into_iter()
-            .filter(|e| Some(&e.key) != except)
-            .collect();
+        let mut deleted = 0;
+        let mut last: Option<(Vec<StorageKey>, bool)> = None;
+        for _ in 0..MAX_DELETE_BY_USER_PASSES {
+            let Some(index) = self.fetch(&self.index_key(user))? else {
+                return Ok(deleted);
+            };
+            let entries: Vec<IndexEntry> = decode_index(&index.value)?
+                .into_iter()
+                .filter(|e| Some(&e.key) != except)
+                .collect();
+            let mut keys: Vec<StorageKey> = entries.iter().map(|e| e.key).collect();
+            keys.sort();
+            if keys.is_empty() || last.as_ref().is_some_and(|(k, quiet)| *quiet && *k == keys) {
+                return Ok(deleted);
+            }
+            let (n, quiet) = self.delete_by_user_pass(user, &entries)?;
+            deleted += n;
+            last = Some((keys, quiet));
+        }
+        Err(contention("delete_by_user"))
+    }
+
+    /// One pass of `delete_by_user` over `entries`: how many live sessions
+    /// it deleted, and whether it was quiet (deleted nothing and met no
+    /// item that changed between its read and its `cas`).
+    fn delete_by_user_pass(
+        &self,
+        user: &str,
+        entries: &[IndexEntry],
+    ) -> Result<(u64, bool), StoreError> {
         let skeys: Vec<String> = entries.iter().map(|e| self.session_key(&e.key)).collect();
         let mut items = self.fetch_many(&skeys)?;
         let now = Timestamp::now();
         let mut deleted = 0;
+        let mut quiet = true;
         let mut stale = HashSet::new();
         for (entry, skey) in entries.iter().zip(&skeys) {
             let mut item = items.remove(skey);
@@ -900,6 +938,7 @@ impl MemcachedStore {
                 };
                 // Delete only what was read: an empty, already expired item,
                 // written under the token.
+                quiet = false;
                 if self.cas(skey, &[], EXPIRED_EXPTIME, current.cas)? {
                     if stored.is_live(Timestamp::now()) {
                         deleted += 1;
@@ -918,7 +957,60 @@ impl MemcachedStore {
         if let Err(e) = self.index_remove(user, &stale, None) {
             tracing::debug!(error = %e, "memcached user index cleanup failed");
         }
-        Ok(deleted)
+        Ok((deleted, quiet))
+    }
+
+    /// S28: files `record` under `new_key` only while a live record is under
+    /// `old_key`. The new record is created (and indexed) first, then the
+    /// old one is claimed: deleted with `cas` on the token of the live item
+    /// read, so a concurrent `delete`, `delete_by_user` or save in between
+    /// makes the claim read again. If no live old record is left, the new
+    /// one is deleted again and the rotation is `NotFound`. A
+    /// `delete_by_user` that reaches the old key after the claim finds the
+    /// new key on its next pass (see `delete_by_user_blocking`).
+    fn rotate_blocking(
+        &self,
+        old_key: &StorageKey,
+        new_key: &StorageKey,
+        record: &Record,
+    ) -> Result<(), StoreError> {
+        // The new record exists before the old one is gone.
+        self.create_blocking(new_key, record)?;
+        match self.claim_blocking(old_key) {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                self.delete_blocking(new_key)?;
+                Err(StoreError::NotFound)
+            }
+            Err(e) => {
+                // Whether the old record went is unknown: take back the new
+                // one rather than risk two live sessions.
+                if let Err(undo) = self.delete_blocking(new_key) {
+                    tracing::warn!(error = %undo, "could not take back a half-done memcached rotation");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Deletes the record under `key` if it is live; `Ok(false)` if there is
+    /// none. Deletes with `cas` (an empty, already expired item) on the
+    /// token of the live item read, so it never deletes anything else.
+    fn claim_blocking(&self, key: &StorageKey) -> Result<bool, StoreError> {
+        let skey = self.session_key(key);
+        for attempt in 0..MAX_CAS_ATTEMPTS {
+            let Some(item) = self.fetch(&skey)? else {
+                return Ok(false);
+            };
+            if !Stored::decode(&item.value)?.is_live(Timestamp::now()) {
+                return Ok(false);
+            }
+            if self.cas(&skey, &[], EXPIRED_EXPTIME, item.cas)? {
+                return Ok(true);
+            }
+            backoff(attempt);
+        }
+        Err(contention("rotate"))
     }
 
     /// Adds (or refreshes) `key`'s entry in `user`'s index. Reads only when
@@ -1068,12 +1160,8 @@ impl SessionStore for MemcachedStore {
         record: &Record,
     ) -> Result<(), StoreError> {
         let (old_key, new_key, record) = (*old_key, *new_key, record.clone());
-        self.run(move |s| {
-            // The new record exists before the old one is gone.
-            s.create_blocking(&new_key, &record)?;
-            s.delete_blocking(&old_key)
-        })
-        .await
+        self.run(move |s| s.rotate_blocking(&old_key, &new_key, &record))
+            .await
     }
 
     async fn list_by_user(&self, user: &str) -> Result<Vec<UserSession>, StoreError> {

@@ -78,6 +78,9 @@ struct Inner {
     /// Each shard's share of the bounds.
     limits: Limits,
     users: Box<[Mutex<UserIndex>]>,
+    /// One per index shard: `rotate` into a user's session and
+    /// `delete_by_user` of that user hold it for their whole run (S28).
+    user_ops: Box<[Mutex<()>]>,
     user_hasher: std::collections::hash_map::RandomState,
 }
 
@@ -202,11 +205,13 @@ impl MemoryStore {
         let users = (0..INDEX_SHARDS)
             .map(|_| Mutex::new(HashMap::new()))
             .collect();
+        let user_ops = (0..INDEX_SHARDS).map(|_| Mutex::new(())).collect();
         Self {
             inner: Arc::new(Inner {
                 shards,
                 limits,
                 users,
+                user_ops,
                 user_hasher: std::collections::hash_map::RandomState::new(),
             }),
         }
@@ -266,13 +271,24 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Inner {
     fn shard(&self, key: &StorageKey) -> &RwLock<Shard> {
-        // Byte 8 onward is independent of the bytes the map hashes.
-        &self.shards[usize::from(key.0[8]) % SHARDS]
+        &self.shards[Self::shard_slot(key)]
+    }
+
+    fn user_slot(&self, user: &str) -> usize {
+        usize::try_from(self.user_hasher.hash_one(user) % INDEX_SHARDS as u64).unwrap_or(0)
     }
 
     fn user_shard(&self, user: &str) -> &Mutex<UserIndex> {
-        let i = usize::try_from(self.user_hasher.hash_one(user) % INDEX_SHARDS as u64).unwrap_or(0);
-        &self.users[i]
+        &self.users[self.user_slot(user)]
+    }
+
+    fn user_op(&self, user: &str) -> std::sync::MutexGuard<'_, ()> {
+        lock(&self.user_ops[self.user_slot(user)])
+    }
+
+    fn shard_slot(key: &StorageKey) -> usize {
+        // Byte 8 onward is independent of the bytes the map hashes.
+        usize::from(key.0[8]) % SHARDS
     }
 
     fn index_add(&self, user: &str, key: StorageKey) {
@@ -420,10 +436,66 @@ impl SessionStore for MemoryStore {
         new_key: &StorageKey,
         record: &Record,
     ) -> Result<(), StoreError> {
-        // create() is insert-if-absent, so the new record exists before the
-        // old one is deleted; a collision leaves both keys untouched.
-        self.create(new_key, record).await?;
-        self.delete(old_key).await
+        let now = Timestamp::now();
+        let entry = Entry::new(record);
+        let mut gone = Vec::new();
+        // S28: a rotation racing `delete_by_user` of the new record's user
+        // runs entirely before it (which then finds the new key in the
+        // index) or entirely after it (and finds no old record).
+        let _user_op = record.user.as_deref().map(|u| self.inner.user_op(u));
+        let old_user = {
+            // Both shards at once, in slot order (no deadlock): the old
+            // record is checked, the new one filed and the old one removed
+            // in one step, so a racing `delete` of the old key cannot come
+            // in between and no reader sees both or neither.
+            let (old_slot, new_slot) = (Inner::shard_slot(old_key), Inner::shard_slot(new_key));
+            let (mut first, mut second) = if old_slot == new_slot {
+                (write(&self.inner.shards[old_slot]), None)
+            } else {
+                let (lo, hi) = (old_slot.min(new_slot), old_slot.max(new_slot));
+                let lo = write(&self.inner.shards[lo]);
+                let hi = write(&self.inner.shards[hi]);
+                if old_slot < new_slot {
+                    (lo, Some(hi))
+                } else {
+                    (hi, Some(lo))
+                }
+            };
+            let old_shard: &mut Shard = &mut first;
+            // Rotation moves a live record only: never file a destroyed or
+            // expired session under a new key.
+            let old_user = match old_shard.get(old_key) {
+                Some(e) if e.is_live(now) => e.user.clone(),
+                _ => return Err(StoreError::NotFound),
+            };
+            let new_shard: &mut Shard = match second.as_deref_mut() {
+                Some(s) => s,
+                None => &mut *old_shard,
+            };
+            if let Some(existing) = new_shard.get(new_key) {
+                if existing.is_live(now) {
+                    return Err(StoreError::Conflict);
+                }
+                if let Some(u) = &existing.user {
+                    gone.push((u.clone(), *new_key));
+                }
+                new_shard.remove(new_key);
+            }
+            self.inner.make_room(new_shard, now, &mut gone);
+            new_shard.insert(*new_key, entry);
+            first.remove(old_key);
+            old_user
+        };
+        self.inner.drop_index(gone);
+        if let Some(u) = old_user {
+            self.inner.index_remove(&u, old_key);
+        }
+        // Still under the user's lock: a `delete_by_user` that starts after
+        // this rotation finds the new key in the index.
+        if let Some(user) = &record.user {
+            self.inner.index_add(user, *new_key);
+        }
+        Ok(())
     }
 
     async fn list_by_user(&self, user: &str) -> Result<Vec<UserSession>, StoreError> {
@@ -454,6 +526,8 @@ impl SessionStore for MemoryStore {
         user: &str,
         except: Option<&StorageKey>,
     ) -> Result<u64, StoreError> {
+        // Rotations into this user's sessions wait (see `rotate`).
+        let _user_op = self.inner.user_op(user);
         let now = Timestamp::now();
         let mut n = 0;
         for key in self.inner.index_keys(user) {

@@ -24,8 +24,10 @@
 //!   [`StoreError::NotFound`] if the record is gone, so a save can never
 //!   resurrect a destroyed session (S28).
 //! * [`touch`](SessionStore::touch) moves the idle deadline and nothing else.
-//! * [`rotate`](SessionStore::rotate) makes the new record exist before the
-//!   old one is gone.
+//! * [`rotate`](SessionStore::rotate) moves a live record only: with no live
+//!   record under the old key it is [`StoreError::NotFound`] and files
+//!   nothing, so a login racing a logout cannot bring the session back
+//!   (S28). The new record exists before the old one is gone.
 //! * The per-user index behind [`list_by_user`](SessionStore::list_by_user)
 //!   and [`delete_by_user`](SessionStore::delete_by_user) loses its entries
 //!   together with their sessions.
@@ -209,12 +211,21 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn delete(&self, key: &StorageKey) -> Result<(), StoreError>;
 
     /// Files `record` under `new_key` and deletes the record under
-    /// `old_key`; the new record exists before the old one is gone.
+    /// `old_key`, which must be live; the new record exists before the old
+    /// one is gone.
+    ///
+    /// Rotation is conditional on the old record: if it was deleted (by
+    /// `delete`, `delete_by_user` or an earlier rotation) or has expired,
+    /// nothing is filed under `new_key`. A rotation racing `delete` or
+    /// `delete_by_user` of the old record either happens entirely before it
+    /// (and the new record is deleted with the user's sessions) or fails
+    /// with `NotFound` (S28).
     ///
     /// # Errors
     ///
-    /// [`StoreError::Conflict`] if `new_key` is taken (nothing changes), or a
-    /// backend failure.
+    /// [`StoreError::NotFound`] if there is no live record under `old_key`
+    /// (nothing changes), [`StoreError::Conflict`] if `new_key` is taken
+    /// (nothing changes), or a backend failure.
     async fn rotate(
         &self,
         old_key: &StorageKey,

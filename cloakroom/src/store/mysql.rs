@@ -632,20 +632,36 @@ impl SessionStore for MySqlStore {
         record: &Record,
     ) -> Result<(), StoreError> {
         let row = Row::of(record);
+        let now = now_ms();
         let mut tx = self.pool.begin().await.map_err(db_err)?;
         // One transaction: the new row exists before the old is gone, and
-        // nobody sees a moment with neither or both.
-        if !insert_if_absent(&mut tx, new_key, &row, now_ms()).await? {
-            // Nothing was written; a failed rollback closes the connection.
-            let _ = tx.rollback().await;
-            return Err(StoreError::Conflict);
-        }
-        sqlx::query("DELETE FROM cloakroom_sessions WHERE `key` = ?")
-            .bind(&old_key.0[..])
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        tx.commit().await.map_err(db_err)
+        // nobody sees a moment with neither or both. S28: the old row goes
+        // first and only if it is live; if there is none (deleted or
+        // expired), nothing is filed under the new key. The DELETE locks
+        // the old row, so a racing `delete` or `delete_by_user` either
+        // removed it before (0 rows here) or waits for this commit; the
+        // latter's locking read then sees the new row (same user) and
+        // deletes it too, and its next-key locks on the user's index range
+        // hold back an insert that would slip in behind it.
+        let moved =
+            sqlx::query("DELETE FROM cloakroom_sessions WHERE `key` = ? AND expires_at > ?")
+                .bind(&old_key.0[..])
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?
+                .rows_affected();
+        let outcome = if moved == 0 {
+            StoreError::NotFound
+        } else if insert_if_absent(&mut tx, new_key, &row, now).await? {
+            return tx.commit().await.map_err(db_err);
+        } else {
+            StoreError::Conflict
+        };
+        // Undo the delete: nothing changes. A failed rollback closes the
+        // connection.
+        let _ = tx.rollback().await;
+        Err(outcome)
     }
 
     async fn list_by_user(&self, user: &str) -> Result<Vec<UserSession>, StoreError> {
@@ -1074,13 +1090,18 @@ mod tests {
                 tokio::spawn(async move {
                     let new = SessionId::generate().storage_key();
                     let rec = live_record(Some("deadlock-test"));
-                    // Every other task also rotates a key that is already gone.
-                    let from = if i % 2 == 0 {
-                        old
+                    // Every other task also rotates a key that is already
+                    // gone, which files nothing (S28).
+                    if i % 2 == 0 {
+                        store.rotate(&old, &new, &rec).await?;
                     } else {
-                        SessionId::generate().storage_key()
-                    };
-                    store.rotate(&from, &new, &rec).await?;
+                        let gone = SessionId::generate().storage_key();
+                        match store.rotate(&gone, &new, &rec).await {
+                            Err(StoreError::NotFound) => {}
+                            Ok(()) => return Err(StoreError::other("rotated a missing key")),
+                            Err(e) => return Err(e),
+                        }
+                    }
                     store.delete(&old).await?;
                     store.delete(&new).await
                 })

@@ -360,6 +360,11 @@ fn db_err(e: sqlx::Error) -> StoreError {
     }
 }
 
+/// Whether `e` is a unique-key violation (SQLSTATE 23505).
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some("23505"))
+}
+
 /// SQLSTATEs that mean "the server cannot serve this now", not "this
 /// request is wrong".
 fn is_transient(sqlstate: &str) -> bool {
@@ -557,20 +562,51 @@ impl SessionStore for PostgresStore {
         record: &Record,
     ) -> Result<(), StoreError> {
         let row = Row::of(record);
+        let now = now_ms();
         let mut tx = self.pool.begin().await.map_err(db_err)?;
-        // One transaction: the new row exists before the old is gone, and
-        // nobody sees a moment with neither or both.
-        if !insert_if_absent(&mut *tx, new_key, &row, now_ms()).await? {
-            // Nothing was written; a failed rollback closes the connection.
-            let _ = tx.rollback().await;
-            return Err(StoreError::Conflict);
-        }
-        sqlx::query("DELETE FROM cloakroom_sessions WHERE key = $1")
-            .bind(&old_key.0[..])
+        // An expired row under the new key gives way, as in `create`.
+        sqlx::query("DELETE FROM cloakroom_sessions WHERE key = $1 AND expires_at <= $2")
+            .bind(&new_key.0[..])
+            .bind(now)
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
-        tx.commit().await.map_err(db_err)
+        // S28: the live old row is moved to the new key in one UPDATE, so
+        // the new row exists exactly when the old is gone, and only a live
+        // row moves (0 rows: deleted or expired, nothing is filed). Moving
+        // the row rather than deleting it and inserting another is what
+        // makes a racing `delete_by_user` safe under READ COMMITTED: a
+        // DELETE that meets the row locked by this UPDATE re-checks its
+        // WHERE against the moved row once we commit (same user: deleted),
+        // while a fresh INSERT would be invisible to its snapshot and
+        // survive. A `delete` or `delete_by_user` that got there first
+        // leaves this UPDATE nothing to move.
+        let moved = sqlx::query(
+            r#"UPDATE cloakroom_sessions SET
+                   key = $2, version = $3, "user" = $4, idle_deadline = $5,
+                   absolute_deadline = $6, expires_at = $7, record = $8
+               WHERE key = $1 AND expires_at > $9"#,
+        )
+        .bind(&old_key.0[..])
+        .bind(&new_key.0[..])
+        .bind(row.version)
+        .bind(row.user.as_deref())
+        .bind(row.idle_deadline)
+        .bind(row.absolute_deadline)
+        .bind(row.expires_at)
+        .bind(&row.record[..])
+        .bind(now)
+        .execute(&mut *tx)
+        .await;
+        let outcome = match moved {
+            Ok(done) if done.rows_affected() == 1 => return tx.commit().await.map_err(db_err),
+            Ok(_) => StoreError::NotFound,
+            Err(e) if is_unique_violation(&e) => StoreError::Conflict,
+            Err(e) => db_err(e),
+        };
+        // Nothing changed; a failed rollback closes the connection.
+        let _ = tx.rollback().await;
+        Err(outcome)
     }
 
     async fn list_by_user(&self, user: &str) -> Result<Vec<UserSession>, StoreError> {

@@ -33,6 +33,9 @@ const MAX_RECONNECT_DELAY: Duration = Duration::from_millis(500);
 /// Largest millisecond value handed to Redis or Lua: exact in a Lua number
 /// (a double) and far beyond any real deadline (year 287,396).
 const MAX_MS: u64 = (1 << 53) - 1;
+/// Most passes of a cluster `delete_by_user` over a user's index (two
+/// unless sessions of the user are being created or rotated meanwhile).
+const MAX_DELETE_BY_USER_PASSES: usize = 8;
 /// Most per-session commands in flight at once in cluster fan-outs.
 const FAN_OUT: usize = 64;
 
@@ -309,9 +312,13 @@ fn timed_out() -> StoreError {
 /// session and act only on live sessions of that user — and are cleaned
 /// lazily: by those two calls, by the score pruning on every index write,
 /// and at the latest when the index key expires. `rotate`
-/// is `create` on the new key followed by `delete` of the old one, so the new
-/// record exists before the old one is gone, but for a moment both are live
-/// (a crash in between leaves the old one to expire by itself).
+/// is `create` on the new key followed by a script that deletes the old one
+/// only if it is live (otherwise the new one is deleted again and the
+/// rotation is `NotFound`, S28), so the new record exists before the old one
+/// is gone, but for a moment both are live (a crash in between leaves the
+/// old one to expire by itself). `delete_by_user` repeats its pass until the
+/// index lists nothing more, which catches the new key of a rotation that
+/// raced the first pass.
 /// `list_by_user` reads the index and then each session concurrently (one
 /// `HMGET` per session: a multi-key read cannot span slots).
 ///
@@ -593,18 +600,97 @@ impl RedisStore {
             .collect()
     }
 
+    /// Rotation on a cluster, where the two session keys live in different
+    /// slots and no script can hold both. S28: `create` files the new
+    /// record (indexed first, like every create), then a script on the old
+    /// key's slot deletes the old record only if it is live; if it was not,
+    /// the new record is deleted again and the rotation is `NotFound`. So
+    /// the new record exists before the old is gone, and:
+    ///
+    /// * a `delete` (or `delete_by_user`) that removed the old record first
+    ///   makes the claim fail: nothing is left under the new key;
+    /// * one that comes after the claim finds the new record, which was
+    ///   written and indexed before the claim: `delete_by_user` reads the
+    ///   index until it lists nothing, so it deletes the new record too
+    ///   (see `delete_by_user_cluster`).
+    ///
+    /// Until the claim, both records are live for a moment; the new key has
+    /// not been handed to anyone yet.
+    async fn rotate_cluster(
+        &self,
+        old_key: &StorageKey,
+        new_key: &StorageKey,
+        record: &Record,
+    ) -> Result<(), StoreError> {
+        self.create(new_key, record).await?;
+        let member = old_key.to_hex();
+        let mut inv = DELETE_IF_LIVE.prepare_invoke();
+        inv.key(self.session_key(&member)).arg(now_ms());
+        let claimed = match self.script(&inv).await.and_then(array) {
+            Ok(reply) => reply,
+            Err(e) => {
+                // Whether the old record went is unknown: take back the new
+                // one rather than risk two live sessions.
+                if let Err(undo) = self.delete(new_key).await {
+                    tracing::warn!(error = %undo, "could not take back a half-done Redis Cluster rotation");
+                }
+                return Err(e);
+            }
+        };
+        let mut it = claimed.into_iter();
+        if int(&it.next().unwrap_or(Value::Nil))? != 1 {
+            // Deleted or expired meanwhile: the rotation must not revive it.
+            self.delete(new_key).await?;
+            return Err(StoreError::NotFound);
+        }
+        let old_user = it
+            .next()
+            .map(opt_bytes)
+            .transpose()?
+            .flatten()
+            .and_then(|u| String::from_utf8(u).ok())
+            .filter(|u| !u.is_empty());
+        if let Some(user) = old_user {
+            tidy(self.index_remove(&user, &[member]).await, "rotate");
+        }
+        Ok(())
+    }
+
+    /// `delete_by_user` on a cluster: passes over the user's index until it
+    /// lists no member but `except`. One pass deletes what it finds; the
+    /// next one finds what a rotation racing the first pass filed under a
+    /// new key (it indexes the new key before it claims the old one, so the
+    /// new key is listed by the time the first pass finds the old record
+    /// gone). An index that lists no other member means no other live
+    /// session (type docs), and any rotation still under way has lost its
+    /// old record, so it takes its new one back.
     async fn delete_by_user_cluster(
         &self,
         user: &str,
         except: Option<&StorageKey>,
     ) -> Result<u64, StoreError> {
         let except = except.map(StorageKey::to_hex);
-        let members: Vec<String> = self
-            .index_members(user)
-            .await?
-            .into_iter()
-            .filter(|m| Some(m) != except.as_ref())
-            .collect();
+        let mut deleted = 0u64;
+        for _ in 0..MAX_DELETE_BY_USER_PASSES {
+            let members: Vec<String> = self
+                .index_members(user)
+                .await?
+                .into_iter()
+                .filter(|m| Some(m) != except.as_ref())
+                .collect();
+            if members.is_empty() {
+                return Ok(deleted);
+            }
+            deleted += self.delete_by_user_pass(user, &members).await?;
+        }
+        Err(StoreError::unavailable(
+            "delete_by_user: the user's sessions kept changing; try again",
+        ))
+    }
+
+    /// One pass of [`delete_by_user_cluster`](Self::delete_by_user_cluster)
+    /// over `members`; returns how many live sessions it deleted.
+    async fn delete_by_user_pass(&self, user: &str, members: &[String]) -> Result<u64, StoreError> {
         let now = now_ms();
         let mut deleted = 0u64;
         for chunk in members.chunks(FAN_OUT) {
@@ -623,7 +709,7 @@ impl RedisStore {
         // Every processed member leaves the index: deleted sessions and
         // stale members alike (the re-check keeps any that a concurrent
         // writer has just given to this user).
-        tidy(self.index_remove(user, &members).await, "delete_by_user");
+        tidy(self.index_remove(user, members).await, "delete_by_user");
         Ok(deleted)
     }
 }
@@ -852,10 +938,7 @@ impl SessionStore for RedisStore {
         record: &Record,
     ) -> Result<(), StoreError> {
         if !self.single() {
-            // Cluster: create is insert-if-absent, so the new record exists
-            // before the old one is deleted; a collision changes nothing.
-            self.create(new_key, record).await?;
-            return self.delete(old_key).await;
+            return self.rotate_cluster(old_key, new_key, record).await;
         }
         let w = Write::of(new_key, record);
         let mut inv = ROTATE.prepare_invoke();
@@ -866,10 +949,10 @@ impl SessionStore for RedisStore {
         }
         w.args(&mut inv, now_ms(), &self.prefix, true);
         inv.arg(old_key.to_hex());
-        if int(&self.script(&inv).await?)? == 1 {
-            Ok(())
-        } else {
-            Err(StoreError::Conflict)
+        match int(&self.script(&inv).await?)? {
+            1 => Ok(()),
+            0 => Err(StoreError::Conflict),
+            _ => Err(StoreError::NotFound),
         }
     }
 
@@ -1182,21 +1265,24 @@ return u
 });
 
 /// Single server only. KEYS: old session, new session[, new user's index].
-/// ARGV: `Write::args` for the new record, 12 old member. Returns 1, or 0
-/// if a live record holds the new key (nothing changed).
+/// ARGV: `Write::args` for the new record, 12 old member. Returns 1, 0 if a
+/// live record holds the new key, or -1 if no live record holds the old one
+/// (S28: a destroyed or expired session is not filed anew); on 0 and -1
+/// nothing changed.
 static ROTATE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         "{LIB}{WRITE}{}",
         r"
+local old = hash_fields(KEYS[1], 'u', 'i', 'a')
+if not old or not is_live(old[2], old[3], ARGV[6]) then return -1 end
 local taken = hash_fields(KEYS[2], 'i', 'a', 'u')
 if redis.call('EXISTS', KEYS[2]) == 1 then
   if taken and is_live(taken[1], taken[2], ARGV[6]) then return 0 end
   redis.call('DEL', KEYS[2])
   if taken and taken[3] then redis.call('ZREM', ARGV[10] .. 'u:' .. taken[3], ARGV[9]) end
 end
-local old = hash_fields(KEYS[1], 'u')
 redis.call('DEL', KEYS[1])
-if old and old[1] then redis.call('ZREM', ARGV[10] .. 'u:' .. old[1], ARGV[12]) end
+if old[1] then redis.call('ZREM', ARGV[10] .. 'u:' .. old[1], ARGV[12]) end
 if tonumber(ARGV[5]) <= tonumber(ARGV[6]) then return 1 end
 write(KEYS[2], KEYS[3])
 return 1
@@ -1248,6 +1334,20 @@ for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
   end
 end
 return n
+"
+    ))
+});
+
+/// Cluster. KEYS: session. ARGV: 1 now. Deletes the session if it is live:
+/// returns {1, its user or ''}, or {0} (missing or dead; nothing changed).
+static DELETE_IF_LIVE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{LIB}{}",
+        r"
+local d = hash_fields(KEYS[1], 'u', 'i', 'a')
+if not d or not is_live(d[2], d[3], ARGV[1]) then return {0} end
+redis.call('DEL', KEYS[1])
+return {1, d[1] or ''}
 "
     ))
 });

@@ -512,14 +512,29 @@ fn apply(tx: &Connection, op: &WriteOp, now: i64) -> rusqlite::Result<Result<Rep
         }
         WriteOp::Rotate { old, new, row } => {
             // Same transaction: the new row exists before the old is gone,
-            // and nobody sees a moment with neither or both.
-            if insert_if_absent(tx, new, row, now)? {
-                tx.prepare_cached("DELETE FROM cloakroom_sessions WHERE key = ?1")?
-                    .execute(params![&old.0[..]])?;
+            // and nobody sees a moment with neither or both. S28: the old
+            // row must be live, or a rotation racing a destroy would file
+            // the destroyed session under a new key. The savepoint undoes
+            // the delete if the new key is taken, without touching the other
+            // writes of this group commit.
+            tx.execute_batch("SAVEPOINT cloakroom_rotate")?;
+            let moved = tx
+                .prepare_cached(
+                    "DELETE FROM cloakroom_sessions WHERE key = ?1 AND expires_at > ?2",
+                )?
+                .execute(params![&old.0[..], now])?;
+            let outcome = if moved == 0 {
+                Err(StoreError::NotFound)
+            } else if insert_if_absent(tx, new, row, now)? {
                 Ok(Reply::Done)
             } else {
                 Err(StoreError::Conflict)
+            };
+            if outcome.is_err() {
+                tx.execute_batch("ROLLBACK TO cloakroom_rotate")?;
             }
+            tx.execute_batch("RELEASE cloakroom_rotate")?;
+            outcome
         }
         WriteOp::DeleteByUser { user, except } => {
             let except: Vec<u8> = except.map(|k| k.0.to_vec()).unwrap_or_default();
