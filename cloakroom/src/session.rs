@@ -242,6 +242,15 @@ struct State {
     finished: bool,
 }
 
+/// What a rotation does when the store says the session has ended.
+#[derive(Clone, Copy)]
+enum IfEnded {
+    /// Nothing more: the session is gone (`rotate`).
+    Stop,
+    /// Go on in a fresh session without the ended one's values (`login`).
+    StartFresh,
+}
+
 /// Why the layer replaces the handler's response.
 #[derive(Debug, Clone)]
 pub(crate) enum Failure {
@@ -802,6 +811,10 @@ impl Session {
     /// Moves the session to a new ID, keeping its data, and deletes the old
     /// ID now. Call it whenever privilege changes (`login` does).
     ///
+    /// If another request ended the session meanwhile (logout, revocation),
+    /// it stays ended: nothing is filed under a new ID (S28), and later
+    /// writes of this request start a new session.
+    ///
     /// # Errors
     ///
     /// [`SessionError::Store`] if the store failed; the session then keeps
@@ -819,7 +832,7 @@ impl Session {
             // No ID to rotate: a fresh seal (new nonce) is the new token.
             return self.adopt_client_record(&mut state, record);
         }
-        self.move_to_new_id(&mut state, record).await
+        self.move_to_new_id(&mut state, record, IfEnded::Stop).await
     }
 
     /// Signs `user` in: rotates the ID (against fixation, S18), keeps the
@@ -840,7 +853,9 @@ impl Session {
     /// a *different* user than the one signed in clears the session's
     /// values first (what this request inserted before the call is kept):
     /// one user's data never carries over to the next. Signing in from an
-    /// anonymous session keeps its values (a shopping cart, say).
+    /// anonymous session keeps its values (a shopping cart, say). If another
+    /// request ended the session while this one ran, the sign-in goes on in
+    /// a fresh session that keeps none of the ended one's values (S28).
     ///
     /// # Errors
     ///
@@ -904,7 +919,8 @@ impl Session {
             }
             return self.adopt_client_record(&mut state, record);
         }
-        self.move_to_new_id(&mut state, record).await
+        self.move_to_new_id(&mut state, record, IfEnded::StartFresh)
+            .await
     }
 
     /// Client-side: makes `record` the session, to be sealed into a new
@@ -988,6 +1004,7 @@ impl Session {
         &self,
         state: &mut State,
         mut record: Record,
+        if_ended: IfEnded,
     ) -> Result<(), SessionError> {
         let Some(store) = self.store() else {
             return self.adopt_client_record(state, record);
@@ -1019,6 +1036,26 @@ impl Session {
                     tracing::warn!(
                         "new session id collided with an existing one; drawing another (S7)"
                     );
+                }
+                Err(StoreError::NotFound) if state.current.is_some() => {
+                    // The session was ended elsewhere (logout, revocation,
+                    // expiry) while this request ran: never revive it under
+                    // a new ID (S28).
+                    tracing::info!(
+                        event = "revoked",
+                        "session ended by another request before its rotation"
+                    );
+                    state.current = None;
+                    match if_ended {
+                        IfEnded::Stop => return Ok(()),
+                        IfEnded::StartFresh => {
+                            // A sign-in still happens, in a new session that
+                            // keeps none of the ended one's values.
+                            record.clear();
+                            state.pending.apply(&mut record);
+                            record.version = 1;
+                        }
+                    }
                 }
                 Err(e) => {
                     last_err = e;

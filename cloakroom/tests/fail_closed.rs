@@ -274,3 +274,49 @@ async fn d13_values_nested_too_deep_are_refused_at_insert() {
     // The session still reads.
     assert_eq!(send(&app, "GET", "/keys", Some(&cookie)).await.body, "deep");
 }
+
+// Defect 1, as the session layer sees it: a sign-in whose session was ended
+// by another request after it was loaded must not revive it (the store's
+// rotate is NotFound now), yet the sign-in itself goes on, in a fresh
+// session without the ended one's values.
+#[tokio::test]
+async fn d1_login_racing_a_logout_elsewhere_revives_nothing() {
+    let store = TestStore::new(MemoryStore::new());
+    let shared: Arc<dyn SessionStore> = store.clone();
+    let racing = routes()
+        .route(
+            "/login-after-logout-elsewhere",
+            post(move |session: Session| {
+                let store = shared.clone();
+                async move {
+                    let _ = session.get::<String>("secret").await?;
+                    let key = session.storage_key().await?.unwrap();
+                    // Another request logs this session out right now.
+                    store.delete(&key).await.unwrap();
+                    session.login("alice").await?;
+                    Ok::<_, SessionError>("ok")
+                }
+            }),
+        )
+        .layer(SessionLayer::builder_shared(store.clone()).build().unwrap());
+    let old = send(&racing, "POST", "/put/secret/old-sessions", None)
+        .await
+        .cookie()
+        .unwrap();
+    let r = send(&racing, "POST", "/login-after-logout-elsewhere", Some(&old)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let new = r.cookie().unwrap();
+    assert_ne!(new, old);
+    assert_eq!(
+        send(&racing, "GET", "/user", Some(&new)).await.body,
+        "alice"
+    );
+    assert_eq!(
+        send(&racing, "GET", "/get/secret", Some(&new)).await.body,
+        "none"
+    );
+    assert_eq!(
+        send(&racing, "GET", "/user", Some(&old)).await.body,
+        "anonymous"
+    );
+}

@@ -438,6 +438,7 @@ impl SessionStore for MemoryStore {
     ) -> Result<(), StoreError> {
         let now = Timestamp::now();
         let entry = Entry::new(record);
+        self.inner.limits.check_record(&entry)?;
         let mut gone = Vec::new();
         // S28: a rotation racing `delete_by_user` of the new record's user
         // runs entirely before it (which then finds the new key in the
@@ -481,9 +482,20 @@ impl SessionStore for MemoryStore {
                 }
                 new_shard.remove(new_key);
             }
-            self.inner.make_room(new_shard, now, &mut gone);
-            new_shard.insert(*new_key, entry);
+            // Nothing has changed yet; from here on the rotation happens.
+            // The old record goes first, so that when both keys share a
+            // shard its bytes count as free room.
+            let room = Room {
+                entries: 1,
+                bytes: entry.bytes.len(),
+            };
             first.remove(old_key);
+            let new_shard: &mut Shard = match second.as_deref_mut() {
+                Some(s) => s,
+                None => &mut first,
+            };
+            new_shard.make_room(self.inner.limits, room, None, now, &mut gone);
+            new_shard.insert(*new_key, entry);
             old_user
         };
         self.inner.drop_index(gone);
