@@ -8,8 +8,9 @@
 #![cfg(feature = "postgres")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "support/services.rs"]
-mod services;
+mod support;
+
+use support::services;
 
 use std::time::Duration;
 

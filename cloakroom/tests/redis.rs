@@ -11,8 +11,9 @@
 #![cfg(feature = "redis")]
 #![allow(clippy::unwrap_used)]
 
-#[path = "support/services.rs"]
-mod services;
+mod support;
+
+use support::services;
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;

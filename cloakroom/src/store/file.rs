@@ -32,6 +32,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
+use super::kit::{Stored, UserKey};
+
 use crate::expiry::Timestamp;
 use crate::id::StorageKey;
 use crate::record::{MAX_RECORD_BYTES, Record};
@@ -100,24 +102,14 @@ fn io(e: std::io::Error) -> StoreError {
     StoreError::unavailable(e)
 }
 
+/// A temporary file's name: a hash of random bytes, so it looks like (but
+/// never is) a session file.
+fn tmp_name_hash(random: &[u8]) -> [u8; 32] {
+    Sha256::digest(random).into()
+}
+
 fn user_dir_name(user: &str) -> String {
-    StorageKey(Sha256::digest(user.as_bytes()).into()).to_hex()
-}
-
-/// A session file's contents.
-struct Stored {
-    idle_deadline: Timestamp,
-    record: Record,
-}
-
-impl Stored {
-    fn is_live(&self, now: Timestamp) -> bool {
-        now < self.idle_deadline.min(self.record.absolute_deadline)
-    }
-    fn into_record(mut self) -> Record {
-        self.record.idle_deadline = self.idle_deadline;
-        self.record
-    }
+    UserKey::of(user).to_hex()
 }
 
 /// An exclusive advisory lock on one of the 256 lock files; released on drop.
@@ -160,8 +152,8 @@ impl Inner {
     /// Held by `rotate` into one of `user`'s sessions and by
     /// `delete_by_user` of `user`; taken before any key lock.
     fn user_lock(&self, user: &str) -> Result<KeyLock, StoreError> {
-        let digest = Sha256::digest(user.as_bytes());
-        self.lock_file(&format!("user-{:02x}.lock", digest[0]))
+        let digest = UserKey::of(user);
+        self.lock_file(&format!("user-{:02x}.lock", digest.as_bytes()[0]))
     }
 
     fn lock_file(&self, name: &str) -> Result<KeyLock, StoreError> {
@@ -217,7 +209,7 @@ impl Inner {
         let tmp = self
             .root
             .join("tmp")
-            .join(StorageKey(Sha256::digest(tmp_name).into()).to_hex());
+            .join(StorageKey(tmp_name_hash(&tmp_name)).to_hex());
         let result = (|| {
             let mut file = File::create(&tmp)?;
             file.write_all(&idle_deadline.as_millis().to_be_bytes())?;

@@ -112,9 +112,7 @@ impl Entry {
         now < self.expires_at()
     }
     fn record(&self) -> Result<Record, StoreError> {
-        let mut r = Record::decode(&self.bytes).map_err(StoreError::corrupt)?;
-        r.idle_deadline = self.idle_deadline;
-        Ok(r)
+        super::kit::decode_with_idle(&self.bytes, self.idle_deadline)
     }
 }
 

@@ -41,6 +41,7 @@ use crate::id::StorageKey;
 use crate::record::Record;
 
 pub mod conformance;
+pub(crate) mod kit;
 
 pub mod file;
 #[cfg(feature = "memcached")]
@@ -134,6 +135,40 @@ impl StoreError {
         Self::Other(e.into())
     }
 
+    /// [`StoreError::Unavailable`] raised by the backend named `backend`
+    /// (`"redis"`, `"postgres"`, ...), which [`StoreError::backend`] and the
+    /// message then name: inside a [`TieredStore`] it tells the tiers apart.
+    pub fn unavailable_in(backend: &'static str, e: impl Into<BoxError>) -> Self {
+        Self::Unavailable(BackendError::boxed(backend, e))
+    }
+
+    /// [`StoreError::Corrupt`] raised by the backend named `backend`.
+    pub fn corrupt_in(backend: &'static str, e: impl Into<BoxError>) -> Self {
+        Self::Corrupt(BackendError::boxed(backend, e))
+    }
+
+    /// [`StoreError::Other`] raised by the backend named `backend`.
+    pub fn other_in(backend: &'static str, e: impl Into<BoxError>) -> Self {
+        Self::Other(BackendError::boxed(backend, e))
+    }
+
+    /// The backend that raised this error, when it said (`"redis"`,
+    /// `"sqlite"`, ...).
+    #[must_use]
+    pub fn backend(&self) -> Option<&'static str> {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = match self {
+            Self::Unavailable(e) | Self::Corrupt(e) | Self::Other(e) => Some(&**e),
+            _ => None,
+        };
+        while let Some(e) = source {
+            if let Some(b) = e.downcast_ref::<BackendError>() {
+                return Some(b.backend);
+            }
+            source = e.source();
+        }
+        None
+    }
+
     /// Whether the failure is the backend being unreachable or failing, as
     /// opposed to an answer about the session (conflict, not found).
     #[must_use]
@@ -142,6 +177,34 @@ impl StoreError {
             self,
             Self::Unavailable(_) | Self::Corrupt(_) | Self::Other(_)
         )
+    }
+}
+
+/// A backend's own error, with the backend's name in front.
+#[derive(Debug)]
+struct BackendError {
+    backend: &'static str,
+    source: BoxError,
+}
+
+impl BackendError {
+    fn boxed(backend: &'static str, e: impl Into<BoxError>) -> BoxError {
+        Box::new(Self {
+            backend,
+            source: e.into(),
+        })
+    }
+}
+
+impl std::fmt::Display for BackendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.backend, self.source)
+    }
+}
+
+impl std::error::Error for BackendError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.source)
     }
 }
 

@@ -1,6 +1,10 @@
-//! Shared helpers for the integration tests: a test app, a request helper,
-//! and store wrappers that count calls or fail on demand.
+//! The integration tests' one support module: a test app, a request
+//! helper, store wrappers that count calls or fail on demand, and (in
+//! `services`) where the test servers are and how throwaway databases are
+//! named.
 #![allow(dead_code, missing_docs)]
+
+pub mod services;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
