@@ -3,16 +3,28 @@
 
 mod common;
 
+use std::sync::Arc;
+
 use axum::Router;
 use cloakroom::crypto::MasterKey;
+use cloakroom::store::SessionStore;
 use cloakroom_cli::{DemoOptions, SessionMode, Stores, UserStore, build_app_with_stores};
 use common::{TestResult, get, login, post, register};
 use serde_json::json;
 
-async fn app(keys: Option<String>, key_file: std::path::PathBuf, users: &UserStore) -> Router {
+/// One deploy of the demo. Deploys share the users and the session store
+/// (where the revocation epochs live), as a real deployment does: with a
+/// fresh `memory:` store per deploy every cookie-mode user would be signed
+/// out, since lost epochs refuse cookies (fail closed).
+async fn app(
+    keys: Option<String>,
+    key_file: std::path::PathBuf,
+    users: &UserStore,
+    sessions: &Arc<dyn SessionStore>,
+) -> Router {
     let stores = Stores {
         users: users.clone(),
-        ..Stores::memory()
+        sessions: sessions.clone(),
     };
     let opts = DemoOptions {
         mode: SessionMode::Cookie { keys, key_file },
@@ -31,11 +43,12 @@ async fn the_api_works_on_sealed_cookies_and_keys_rotate() -> TestResult {
     let dir = tempfile::tempdir()?;
     let unused = dir.path().join("unused.keys");
     let users = UserStore::memory();
+    let sessions = Stores::memory().sessions;
     let (k1, k2) = (
         MasterKey::generate().to_base64url(),
         MasterKey::generate().to_base64url(),
     );
-    let old = app(Some(k1.clone()), unused.clone(), &users).await;
+    let old = app(Some(k1.clone()), unused.clone(), &users, &sessions).await;
 
     assert_eq!(register(&old, "alice", "correct horse").await.status, 201);
     let signed_in = login(&old, "alice", "correct horse", false).await;
@@ -62,12 +75,18 @@ async fn the_api_works_on_sealed_cookies_and_keys_rotate() -> TestResult {
     );
 
     // Deploy [K2, K1]: the K1 cookie still works and comes back re-sealed.
-    let both = app(Some(format!("{k2},{k1}")), unused.clone(), &users).await;
+    let both = app(
+        Some(format!("{k2},{k1}")),
+        unused.clone(),
+        &users,
+        &sessions,
+    )
+    .await;
     let me = get(&both, "/api/me", Some(&c1)).await;
     assert_eq!(me.status, 200);
     let c2 = me.cookie_pair().expect("re-sealed under the newest key");
     // Deploy [K2]: the re-sealed cookie works, the K1 one does not.
-    let new = app(Some(k2.clone()), unused, &users).await;
+    let new = app(Some(k2.clone()), unused, &users, &sessions).await;
     assert_eq!(
         get(&new, "/api/me", Some(&c2)).await.json()["username"],
         "alice"
@@ -89,7 +108,8 @@ async fn without_keys_a_private_key_file_is_created_and_reused() -> TestResult {
     let dir = tempfile::tempdir()?;
     let file = dir.path().join("demo.keys");
     let users = UserStore::memory();
-    let first = app(None, file.clone(), &users).await;
+    let sessions = Stores::memory().sessions;
+    let first = app(None, file.clone(), &users, &sessions).await;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -104,7 +124,7 @@ async fn without_keys_a_private_key_file_is_created_and_reused() -> TestResult {
         .cookie_pair()
         .expect("cookie");
     // A restart reads the same key file: the cookie survives.
-    let second = app(None, file, &users).await;
+    let second = app(None, file, &users, &sessions).await;
     assert_eq!(
         get(&second, "/api/me", Some(&cookie)).await.json()["username"],
         "bob"
