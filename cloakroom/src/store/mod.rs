@@ -40,6 +40,7 @@ use crate::expiry::Timestamp;
 use crate::id::StorageKey;
 use crate::record::Record;
 
+#[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 pub(crate) mod kit;
 
