@@ -4,6 +4,7 @@
 //! named.
 #![allow(dead_code, missing_docs)]
 
+pub mod pausing;
 pub mod services;
 
 use std::sync::Arc;

@@ -446,8 +446,3 @@ impl SessionStore for TieredStore {
         self.durable.delete_expired().await
     }
 }
-
-#[cfg(test)]
-mod test_stores;
-#[cfg(test)]
-mod tests;
