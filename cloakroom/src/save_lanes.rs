@@ -220,7 +220,14 @@ pub(crate) fn share_error(e: &Arc<StoreError>) -> StoreError {
 
 /// The source of a shared store error: the original, shown as it was.
 #[derive(Debug)]
-struct SharedError(Arc<StoreError>);
+pub(crate) struct SharedError(Arc<StoreError>);
+
+impl SharedError {
+    /// The error every copy stands for.
+    pub(crate) fn original(&self) -> &StoreError {
+        &self.0
+    }
+}
 
 impl std::fmt::Display for SharedError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

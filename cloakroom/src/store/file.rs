@@ -67,7 +67,7 @@ impl FileStore {
     pub fn open(dir: impl AsRef<Path>) -> Result<Self, StoreError> {
         let root = dir.as_ref().to_owned();
         for sub in ["sessions", "users", "locks", "tmp"] {
-            fs::create_dir_all(root.join(sub)).map_err(StoreError::unavailable)?;
+            fs::create_dir_all(root.join(sub)).map_err(io)?;
         }
         Ok(Self {
             inner: Arc::new(Inner { root, fsync: false }),
@@ -94,13 +94,16 @@ impl FileStore {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || f(&inner))
             .await
-            .map_err(StoreError::other)?
+            .map_err(|e| StoreError::other_in(BACKEND, e))?
     }
 }
 
 fn io(e: std::io::Error) -> StoreError {
-    StoreError::unavailable(e)
+    StoreError::unavailable_in(BACKEND, e)
 }
+
+/// How this store names itself in errors.
+const BACKEND: &str = "file";
 
 /// A temporary file's name: a hash of random bytes, so it looks like (but
 /// never is) a session file.
@@ -181,11 +184,15 @@ impl Inner {
             .read_to_end(&mut buf)
             .map_err(io)?;
         if buf.len() < 8 || buf.len() > MAX_RECORD_BYTES + 8 {
-            return Err(StoreError::corrupt("session file has an impossible size"));
+            return Err(StoreError::corrupt_in(
+                BACKEND,
+                "session file has an impossible size",
+            ));
         }
         let mut deadline = [0u8; 8];
         deadline.copy_from_slice(&buf[..8]);
-        let record = Record::decode(&Bytes::from(buf).slice(8..)).map_err(StoreError::corrupt)?;
+        let record = Record::decode(&Bytes::from(buf).slice(8..))
+            .map_err(|e| StoreError::corrupt_in(BACKEND, e))?;
         Ok(Some(Stored {
             idle_deadline: Timestamp::from_millis(u64::from_be_bytes(deadline)),
             record,
@@ -205,7 +212,7 @@ impl Inner {
     ) -> Result<(), StoreError> {
         let encoded = record.encode();
         let mut tmp_name = [0u8; 12];
-        getrandom::fill(&mut tmp_name).map_err(|e| StoreError::other(e.to_string()))?;
+        getrandom::fill(&mut tmp_name).map_err(|e| StoreError::other_in(BACKEND, e.to_string()))?;
         let tmp = self
             .root
             .join("tmp")

@@ -165,6 +165,9 @@ impl StoreError {
             if let Some(b) = e.downcast_ref::<BackendError>() {
                 return Some(b.backend);
             }
+            if let Some(shared) = e.downcast_ref::<crate::save_lanes::SharedError>() {
+                return shared.original().backend();
+            }
             source = e.source();
         }
         None
@@ -383,5 +386,27 @@ impl<S: SessionStore + ?Sized> SessionStore for Arc<S> {
     }
     async fn delete_expired(&self) -> Result<u64, StoreError> {
         (**self).delete_expired().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_name_their_backend() {
+        let e = StoreError::unavailable_in("redis", "connection refused");
+        assert_eq!(e.backend(), Some("redis"));
+        assert_eq!(
+            e.to_string(),
+            "session store unavailable: redis: connection refused"
+        );
+        assert!(e.is_backend_failure());
+        assert_eq!(StoreError::unavailable("x").backend(), None);
+        assert_eq!(StoreError::NotFound.backend(), None);
+        // Kept through the copies a failed group commit hands out.
+        let shared =
+            crate::save_lanes::share_error(&Arc::new(StoreError::corrupt_in("file", "bad")));
+        assert_eq!(shared.backend(), Some("file"));
     }
 }
