@@ -42,8 +42,9 @@
 //!
 //!   Revocation fails closed. Every sign-in reads the user's epoch from the
 //!   store (never from the cache) and creates the epoch record if there is
-//!   none, starting it at the current time in milliseconds, so epochs only
-//!   grow, even across a lost record. A cookie is accepted only when its
+//!   none, starting it at the current time in microseconds (and no bump
+//!   sets it below the clock), so epochs only grow, even across a lost
+//!   record. A cookie is accepted only when its
 //!   epoch equals the stored one: an older one was revoked, and a missing
 //!   record or a stored epoch *lower* than the cookie's means the store lost
 //!   data, so the cookie is refused (the user signs in again) rather than
@@ -247,15 +248,16 @@ impl EpochCache {
 
     /// The epoch to seal a fresh sign-in under, read from the store (never
     /// the cache). A user without an epoch record gets one, starting at the
-    /// current time in milliseconds: epochs then only grow, even after the
-    /// store lost a record, so no cookie sealed before the loss matches.
+    /// current time in microseconds ([`epoch_floor`]): epochs then only grow,
+    /// even after the store lost a record, so no cookie sealed before the
+    /// loss matches.
     pub(crate) async fn for_login(&self, user: &str) -> Result<u64, StoreError> {
         for _ in 0..16 {
             if let Some(epoch) = self.load(user).await? {
                 self.remember(user, epoch);
                 return Ok(epoch);
             }
-            let start = Timestamp::now().as_millis().max(1);
+            let start = epoch_floor();
             match self
                 .store
                 .create(&Self::key(user), &epoch_record(start)?)
@@ -297,7 +299,10 @@ impl EpochCache {
                         .get::<u64>("epoch")
                         .map_err(StoreError::corrupt)?
                         .ok_or_else(|| StoreError::corrupt("epoch record without an epoch"))?;
-                    let next = current.saturating_add(1);
+                    // Never below the clock either: a record recreated after
+                    // a loss starts at the clock, above every epoch set
+                    // before (see `epoch_floor`).
+                    let next = current.saturating_add(1).max(epoch_floor());
                     r.insert("epoch", &next).map_err(StoreError::other)?;
                     r.version = expected + 1;
                     let now = Timestamp::now();
@@ -312,7 +317,7 @@ impl EpochCache {
                 None => {
                     // No record (never signed in since epochs were kept, or
                     // lost): start above every epoch a cookie can carry.
-                    let start = Timestamp::now().as_millis().max(1);
+                    let start = epoch_floor();
                     match self.store.create(&key, &epoch_record(start)?).await {
                         Ok(()) => return Ok(self.remember(user, start)),
                         Err(StoreError::Conflict) => continue,
@@ -351,6 +356,18 @@ impl EpochCache {
 /// How long an epoch record lives: longer than every session it can revoke
 /// (cookies last at most 400 days).
 const EPOCH_LIFE: Duration = Duration::from_secs(400 * 24 * 3600);
+
+/// The lowest epoch a record may be given now: the wall clock in
+/// microseconds. Every epoch is set to at least the clock, and each bump
+/// takes a store round trip (far more than a microsecond), so an epoch
+/// record recreated after a loss starts above every epoch set before it and
+/// no earlier cookie matches it.
+fn epoch_floor() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+        .max(1)
+}
 
 /// A fresh epoch record holding `epoch`.
 fn epoch_record(epoch: u64) -> Result<Record, StoreError> {
