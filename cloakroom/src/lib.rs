@@ -60,8 +60,7 @@ mod extract;
 pub mod id;
 pub mod layer;
 pub mod record;
-mod save_lanes;
-pub mod session;
+mod session;
 pub mod store;
 
 pub use config::{ConfigError, FailureResponder, OnStoreFailure, SessionConfig};

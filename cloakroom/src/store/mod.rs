@@ -153,6 +153,13 @@ impl StoreError {
         Self::Other(BackendError::boxed(backend, e))
     }
 
+    /// A copy of a shared error, keeping its kind (the failure policy tells
+    /// "unavailable" from the rest): one for each request of a failed
+    /// group commit.
+    pub(crate) fn share(e: &Arc<Self>) -> Self {
+        share_error(e)
+    }
+
     /// The backend that raised this error, when it said (`"redis"`,
     /// `"sqlite"`, ...).
     #[must_use]
@@ -165,7 +172,7 @@ impl StoreError {
             if let Some(b) = e.downcast_ref::<BackendError>() {
                 return Some(b.backend);
             }
-            if let Some(shared) = e.downcast_ref::<crate::save_lanes::SharedError>() {
+            if let Some(shared) = e.downcast_ref::<SharedError>() {
                 return shared.original().backend();
             }
             source = e.source();
@@ -181,6 +188,50 @@ impl StoreError {
             self,
             Self::Unavailable(_) | Self::Corrupt(_) | Self::Other(_)
         )
+    }
+}
+
+/// A copy of a store error for each request of a failed batch, keeping its
+/// kind (the failure policy tells "unavailable" from the rest).
+fn share_error(e: &Arc<StoreError>) -> StoreError {
+    let boxed = || -> BoxError { Box::new(SharedError(e.clone())) };
+    match &**e {
+        StoreError::Conflict => StoreError::Conflict,
+        StoreError::VersionConflict => StoreError::VersionConflict,
+        StoreError::NotFound => StoreError::NotFound,
+        StoreError::TooLarge { size, limit } => StoreError::TooLarge {
+            size: *size,
+            limit: *limit,
+        },
+        StoreError::Unavailable(_) => StoreError::Unavailable(boxed()),
+        StoreError::Corrupt(_) => StoreError::Corrupt(boxed()),
+        _ => StoreError::Other(boxed()),
+    }
+}
+
+/// The source of a shared store error: the original, shown as it was.
+#[derive(Debug)]
+pub(crate) struct SharedError(Arc<StoreError>);
+
+impl SharedError {
+    /// The error every copy stands for.
+    pub(crate) fn original(&self) -> &StoreError {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for SharedError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match std::error::Error::source(&*self.0) {
+            Some(inner) => std::fmt::Display::fmt(inner, f),
+            None => std::fmt::Display::fmt(&self.0, f),
+        }
+    }
+}
+
+impl std::error::Error for SharedError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&*self.0).and_then(std::error::Error::source)
     }
 }
 
@@ -405,8 +456,7 @@ mod tests {
         assert_eq!(StoreError::unavailable("x").backend(), None);
         assert_eq!(StoreError::NotFound.backend(), None);
         // Kept through the copies a failed group commit hands out.
-        let shared =
-            crate::save_lanes::share_error(&Arc::new(StoreError::corrupt_in("file", "bad")));
+        let shared = StoreError::share(&Arc::new(StoreError::corrupt_in("file", "bad")));
         assert_eq!(shared.backend(), Some("file"));
     }
 }
