@@ -54,7 +54,7 @@ pub mod mysql;
 pub mod postgres;
 pub mod reaper;
 #[cfg(feature = "redis")]
-pub mod redis;
+mod redis;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 /// Test-service locations and naming, shared with the integration tests.
