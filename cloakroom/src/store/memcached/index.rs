@@ -8,11 +8,11 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use super::MemcachedStore;
 use super::client::{Item, MAX_CAS_ATTEMPTS, backoff, contention};
 use super::item::{
     EXPIRED_EXPTIME, IndexEntry, decode_index, decode_session, encode_index, index_exptime,
 };
-use super::MemcachedStore;
 use crate::expiry::Timestamp;
 use crate::id::StorageKey;
 use crate::store::kit::Stored;

@@ -165,13 +165,10 @@ mod tests {
     use crate::id::SessionId;
     use crate::store::memcached::client::Conn;
 
-    fn live_record(user: Option<&str>) -> Record {
-        let mut r = Record::new(
-            Timestamp::now(),
-            Duration::from_secs(1800),
-            Duration::from_secs(43_200),
-        );
-        r.version = 1;
+    /// A record made at a fixed moment, so the bytes below are reproducible.
+    fn record(user: Option<&str>) -> Record {
+        let made = Timestamp::from_millis(1_700_000_000_000);
+        let mut r = Record::new(made, Duration::from_secs(60), Duration::from_secs(600));
         r.user = user.map(str::to_owned);
         r
     }
@@ -204,7 +201,7 @@ mod tests {
 
     #[test]
     fn session_value_round_trips_with_deadline_overlay() {
-        let mut rec = live_record(Some("alice"));
+        let mut rec = record(Some("alice"));
         rec.insert("k", "v").unwrap();
         let later = rec.idle_deadline.saturating_add(Duration::from_secs(60));
         let mut value = encode_session(later, &rec);
@@ -270,10 +267,7 @@ mod tests {
         assert_eq!(longest.session_key(&key).len(), MAX_KEY_BYTES);
         assert_eq!(longest.index_key("x").len(), MAX_KEY_BYTES);
 
-        let value = encode_session(
-            Timestamp::from_millis(0x0102_0304_0506_0708),
-            &live_record(None),
-        );
+        let value = encode_session(Timestamp::from_millis(0x0102_0304_0506_0708), &record(None));
         assert_eq!(&value[..8], &[1, 2, 3, 4, 5, 6, 7, 8]);
         let index = encode_index(&[IndexEntry {
             key,
