@@ -46,7 +46,7 @@ pub(crate) mod kit;
 
 pub mod file;
 #[cfg(feature = "memcached")]
-pub mod memcached;
+mod memcached;
 pub mod memory;
 #[cfg(feature = "mysql")]
 pub mod mysql;
