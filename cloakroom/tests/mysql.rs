@@ -78,13 +78,7 @@ async fn drop_database(database: &str) {
 }
 
 async fn throwaway() -> Option<(MySqlPool, String)> {
-    match throwaway_pool().await {
-        Ok(p) => Some(p),
-        Err(e) => {
-            skip_service("mysql", &e);
-            None
-        }
-    }
+    scenario::or_skip("mysql", throwaway_pool().await)
 }
 
 /// A store alone in a throwaway database.
@@ -95,13 +89,7 @@ async fn isolated_store() -> Result<MySqlStore, StoreError> {
 
 /// A store on the shared tables of the test database.
 async fn shared_store() -> Option<MySqlStore> {
-    match MySqlStore::connect(&url()).await {
-        Ok(s) => Some(s),
-        Err(e) => {
-            skip_service("mysql", &e);
-            None
-        }
-    }
+    scenario::or_skip("mysql", MySqlStore::connect(&url()).await)
 }
 
 /// Each scenario gets a database of its own: `delete_expired_reaps` counts

@@ -16,7 +16,6 @@ use support::{contains, live_record, services, sql as scenario};
 use std::time::Duration;
 
 use cloakroom::SessionId;
-use cloakroom::store::conformance::skip_service;
 use cloakroom::store::{PostgresStore, SessionStore, StoreError};
 use sqlx::Row as _;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -77,13 +76,7 @@ async fn drop_schema(schema: &str) {
 }
 
 async fn throwaway() -> Option<(PgPool, String)> {
-    match throwaway_pool().await {
-        Ok(p) => Some(p),
-        Err(e) => {
-            skip_service("postgres", &e);
-            None
-        }
-    }
+    scenario::or_skip("postgres", throwaway_pool().await)
 }
 
 /// A store alone in a throwaway schema.
@@ -94,13 +87,7 @@ async fn isolated_store() -> Result<PostgresStore, StoreError> {
 
 /// A store on the shared tables of the test database.
 async fn shared_store() -> Option<PostgresStore> {
-    match PostgresStore::connect(&url()).await {
-        Ok(s) => Some(s),
-        Err(e) => {
-            skip_service("postgres", &e);
-            None
-        }
-    }
+    scenario::or_skip("postgres", PostgresStore::connect(&url()).await)
 }
 
 /// Each scenario gets a schema of its own: `delete_expired_reaps` counts

@@ -160,15 +160,46 @@ pub(super) async fn reap_in_batches<C: Send + ?Sized>(
 }
 
 #[cfg(any(feature = "postgres", feature = "mysql"))]
-pub(super) use self::server::{LockedConn, driver_error};
+pub(super) use self::server::{LockedConn, connect_pool, debug_pool, driver_error};
 
 /// What the two sqlx stores share.
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 mod server {
+    use std::fmt;
+    use std::time::Duration;
+
     use sqlx::error::DatabaseError;
-    use sqlx::pool::PoolConnection;
+    use sqlx::pool::{Pool, PoolConnection, PoolOptions};
 
     use crate::store::StoreError;
+
+    /// How long a pool made by [`connect_pool`] waits for a connection.
+    const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+    /// The pool `connect(url)` builds: up to 10 connections, waiting at most
+    /// 5 seconds for a free one.
+    pub(in crate::store) async fn connect_pool<DB: sqlx::Database>(
+        url: &str,
+    ) -> Result<Pool<DB>, sqlx::Error> {
+        PoolOptions::<DB>::new()
+            .max_connections(10)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect(url)
+            .await
+    }
+
+    /// A store's `Debug`: pool statistics only, nothing about the server or
+    /// its credentials.
+    pub(in crate::store) fn debug_pool<DB: sqlx::Database>(
+        f: &mut fmt::Formatter<'_>,
+        store: &str,
+        pool: &Pool<DB>,
+    ) -> fmt::Result {
+        f.debug_struct(store)
+            .field("connections", &pool.size())
+            .field("idle_connections", &pool.num_idle())
+            .finish_non_exhaustive()
+    }
 
     /// A pooled connection that may hold a session-level lock (an advisory
     /// lock, a named lock). If it is dropped while the lock may still be

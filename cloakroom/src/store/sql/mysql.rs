@@ -3,11 +3,10 @@
 //! See [`MySqlStore`].
 
 use std::fmt;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::Row as _;
-use sqlx::mysql::{MySql, MySqlConnection, MySqlDatabaseError, MySqlPool, MySqlPoolOptions};
+use sqlx::mysql::{MySql, MySqlConnection, MySqlDatabaseError, MySqlPool};
 
 use crate::expiry::Timestamp;
 use crate::id::StorageKey;
@@ -16,14 +15,12 @@ use crate::store::kit::{UserKey, key_from, sql_millis, sql_now};
 use crate::store::{SessionStore, StoreError, UserSession};
 
 use super::{
-    LockedConn, REAP_BATCH, Row, SCHEMA_VERSION, Schema, decode_row, driver_error, reap_in_batches,
-    sql_version,
+    LockedConn, REAP_BATCH, Row, SCHEMA_VERSION, Schema, connect_pool, debug_pool, decode_row,
+    driver_error, reap_in_batches, sql_version,
 };
 
 /// The backend, as errors name it.
 const BACKEND: &str = "mysql";
-/// How long [`MySqlStore::connect`]'s pool waits for a connection.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Seconds a starting instance waits for another one's migration.
 const MIGRATE_LOCK_WAIT_SECS: i64 = 10;
 /// MySQL's error number for a duplicate key.
@@ -134,12 +131,8 @@ pub struct MySqlStore {
 }
 
 impl fmt::Debug for MySqlStore {
-    // Pool statistics only: nothing about the server or its credentials.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MySqlStore")
-            .field("connections", &self.pool.size())
-            .field("idle_connections", &self.pool.num_idle())
-            .finish_non_exhaustive()
+        debug_pool(f, "MySqlStore", &self.pool)
     }
 }
 
@@ -156,13 +149,7 @@ impl MySqlStore {
     /// [`StoreError::Other`] for a malformed URL or a refused login, and as
     /// [`from_pool`](Self::from_pool).
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let pool = MySqlPoolOptions::new()
-            .max_connections(10)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect(url)
-            .await
-            .map_err(db_err)?;
-        Self::from_pool(pool).await
+        Self::from_pool(connect_pool(url).await.map_err(db_err)?).await
     }
 
     /// Uses an existing pool, creating or migrating the schema first, in the
@@ -668,7 +655,7 @@ mod tests {
     async fn debug_hides_the_password() {
         let options = sqlx::mysql::MySqlConnectOptions::new().password("hunter2-secret");
         let store = MySqlStore {
-            pool: MySqlPoolOptions::new().connect_lazy_with(options),
+            pool: sqlx::mysql::MySqlPoolOptions::new().connect_lazy_with(options),
         };
         let shown = format!("{store:?}");
         assert!(

@@ -3,11 +3,10 @@
 //! See [`PostgresStore`].
 
 use std::fmt;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::Row as _;
-use sqlx::postgres::{PgConnection, PgExecutor, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnection, PgExecutor, PgPool};
 
 use crate::expiry::Timestamp;
 use crate::id::StorageKey;
@@ -16,14 +15,12 @@ use crate::store::kit::{key_from, sql_millis, sql_now};
 use crate::store::{SessionStore, StoreError, UserSession};
 
 use super::{
-    LockedConn, REAP_BATCH, Row, SCHEMA_VERSION, Schema, decode_row, driver_error, reap_in_batches,
-    sql_version,
+    LockedConn, REAP_BATCH, Row, SCHEMA_VERSION, Schema, connect_pool, debug_pool, decode_row,
+    driver_error, reap_in_batches, sql_version,
 };
 
 /// The backend, as errors name it.
 const BACKEND: &str = "postgres";
-/// How long [`PostgresStore::connect`]'s pool waits for a connection.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// First half of the two-part advisory lock key serialising migrations
 /// (ASCII "clmg"); the second half is a hash of the schema the tables go
 /// to, so only starts that migrate the same tables wait for each other.
@@ -140,12 +137,8 @@ pub struct PostgresStore {
 }
 
 impl fmt::Debug for PostgresStore {
-    // Pool statistics only: nothing about the server or its credentials.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PostgresStore")
-            .field("connections", &self.pool.size())
-            .field("idle_connections", &self.pool.num_idle())
-            .finish_non_exhaustive()
+        debug_pool(f, "PostgresStore", &self.pool)
     }
 }
 
@@ -162,13 +155,7 @@ impl PostgresStore {
     /// [`StoreError::Other`] for a malformed URL or a refused login, and as
     /// [`from_pool`](Self::from_pool).
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let pool = PgPoolOptions::new()
-            .max_connections(10)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect(url)
-            .await
-            .map_err(db_err)?;
-        Self::from_pool(pool).await
+        Self::from_pool(connect_pool(url).await.map_err(db_err)?).await
     }
 
     /// Uses an existing pool, creating or migrating the schema first. The
@@ -608,7 +595,7 @@ mod tests {
     #[tokio::test]
     async fn debug_hides_the_password() {
         let options = sqlx::postgres::PgConnectOptions::new().password("hunter2-secret");
-        let pool = PgPoolOptions::new().connect_lazy_with(options);
+        let pool = sqlx::postgres::PgPoolOptions::new().connect_lazy_with(options);
         let shown = format!("{:?}", PostgresStore { pool });
         assert!(shown.starts_with("PostgresStore"), "{shown}");
         assert!(!shown.contains("hunter2"), "{shown}");
