@@ -12,25 +12,30 @@ use crate::store::StoreError;
 
 /// Largest millisecond value a Lua script holds exactly (its numbers are
 /// doubles): deadlines are clamped to it.
+#[cfg(feature = "redis")]
 pub(crate) const LUA_MAX_MS: u64 = (1 << 53) - 1;
 
 /// `t` as a signed 64-bit column value (SQL `BIGINT`), clamped.
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 pub(crate) fn sql_millis(t: Timestamp) -> i64 {
     i64::try_from(t.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// The wall clock as [`sql_millis`].
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 pub(crate) fn sql_now() -> i64 {
     sql_millis(Timestamp::now())
 }
 
 /// A `BIGINT` column back as a time (negative values, which cloakroom never
 /// writes, read as the epoch).
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 pub(crate) fn from_sql_millis(ms: i64) -> Timestamp {
     Timestamp::from_millis(u64::try_from(ms).unwrap_or(0))
 }
 
 /// `t` as milliseconds a Lua script holds exactly, clamped.
+#[cfg(feature = "redis")]
 pub(crate) fn lua_millis(t: Timestamp) -> u64 {
     t.as_millis().min(LUA_MAX_MS)
 }
@@ -104,6 +109,7 @@ impl UserKey {
 /// # Errors
 ///
 /// [`StoreError::Corrupt`] unless `bytes` is exactly 32 bytes long.
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 pub(crate) fn key_from(bytes: &[u8]) -> Result<StorageKey, StoreError> {
     <[u8; 32]>::try_from(bytes)
         .map(StorageKey)
@@ -115,6 +121,10 @@ mod tests {
     use super::*;
 
     #[test]
+    #[cfg(all(
+        feature = "redis",
+        any(feature = "sqlite", feature = "postgres", feature = "mysql")
+    ))]
     fn clamps_and_round_trips() {
         let t = Timestamp::from_millis(1_700_000_000_123);
         assert_eq!(from_sql_millis(sql_millis(t)), t);
@@ -130,6 +140,11 @@ mod tests {
             UserKey::of("alice").to_hex(),
             "2bd806c97f0e00af1a1fc3328fa763a9269723c8db8fac4f93af71db186d6e90"
         );
+    }
+
+    #[test]
+    #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+    fn keys_read_back_only_at_32_bytes() {
         assert!(key_from(&[0; 31]).is_err());
         assert_eq!(key_from(&[7; 32]).ok(), Some(StorageKey([7; 32])));
     }

@@ -44,39 +44,31 @@ use crate::record::Record;
 pub mod conformance;
 pub(crate) mod kit;
 
-pub mod file;
+mod file;
 #[cfg(feature = "memcached")]
-pub mod memcached;
-pub mod memory;
-#[cfg(feature = "mysql")]
-pub mod mysql;
-#[cfg(feature = "postgres")]
-pub mod postgres;
-pub mod reaper;
+mod memcached;
+mod memory;
+mod reaper;
 #[cfg(feature = "redis")]
-pub mod redis;
-#[cfg(feature = "sqlite")]
-pub mod sqlite;
-/// Test-service locations and naming, shared with the integration tests.
-#[cfg(test)]
-#[path = "../../tests/support/services.rs"]
-pub(crate) mod test_services;
-pub mod tiered;
-pub mod url;
+mod redis;
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+mod sql;
+mod tiered;
+mod url;
 
 #[cfg(feature = "memcached")]
 pub use self::memcached::MemcachedStore;
-#[cfg(feature = "mysql")]
-pub use self::mysql::MySqlStore;
-#[cfg(feature = "postgres")]
-pub use self::postgres::PostgresStore;
 #[cfg(feature = "redis")]
 pub use self::redis::{RedisStore, RedisStoreBuilder};
+#[cfg(feature = "mysql")]
+pub use self::sql::MySqlStore;
+#[cfg(feature = "postgres")]
+pub use self::sql::PostgresStore;
+#[cfg(feature = "sqlite")]
+pub use self::sql::{SqliteStore, SqliteStoreBuilder, Synchronous};
 pub use file::FileStore;
 pub use memory::MemoryStore;
 pub use reaper::{Reaper, spawn_reaper};
-#[cfg(feature = "sqlite")]
-pub use sqlite::{SqliteStore, SqliteStoreBuilder, Synchronous};
 pub use tiered::TieredStore;
 pub use url::{StoreUrl, StoreUrlError, connect};
 
