@@ -4,11 +4,10 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::client_side::ClientSessions;
 use crate::cookie::{CookieConfig, CookieConfigError};
 use crate::expiry::{Clock, Expiry, SystemClock};
 use crate::id::SessionId;
-use crate::store::{SessionStore, StoreError};
+use crate::store::StoreError;
 
 /// Largest encoded value one `insert` accepts by default: 64 KiB.
 pub const DEFAULT_MAX_VALUE_BYTES: usize = 64 * 1024;
@@ -95,7 +94,7 @@ pub enum ConfigError {
     #[error("invalid expiry: {0}")]
     Expiry(&'static str),
     /// Client-side revocation epochs would be kept in a store that may lose
-    /// them ([`SessionStore::is_durable`] is `false`).
+    /// them ([`SessionStore::is_durable`](crate::store::SessionStore::is_durable) is `false`).
     #[error(
         "the revocation epoch store is not durable (it may lose or evict data); use a durable store such as SQLite or PostgreSQL, or accept the risk with ClientSessions::with_revocation_on_volatile_store"
     )]
@@ -103,27 +102,6 @@ pub enum ConfigError {
 }
 
 pub(crate) type IdGenerator = Arc<dyn Fn() -> SessionId + Send + Sync>;
-
-/// Where session records live.
-pub(crate) enum Backend {
-    /// Server-side: the cookie holds an ID, the record lives in a store.
-    Server(Arc<dyn SessionStore>),
-    /// Client-side: the record is sealed in the cookie.
-    Client(ClientSessions),
-}
-
-/// The shared, validated configuration behind a [`SessionLayer`](crate::SessionLayer).
-pub(crate) struct Context {
-    pub(crate) backend: Backend,
-    pub(crate) save_lanes: crate::save_lanes::SaveLanes,
-    pub(crate) cookie: CookieConfig,
-    pub(crate) expiry: Expiry,
-    pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) new_id: IdGenerator,
-    pub(crate) on_failure: OnStoreFailure,
-    pub(crate) max_value_bytes: usize,
-    pub(crate) max_record_bytes: usize,
-}
 
 /// Session configuration: cookie, expiry, failure policy, limits.
 ///
@@ -227,7 +205,9 @@ impl SessionConfig {
         self
     }
 
-    pub(crate) fn into_context(self, backend: Backend) -> Result<Context, ConfigError> {
+    /// Checks the configuration (S10 and the timeouts) and hands it to
+    /// the session engine.
+    pub(crate) fn validate(self) -> Result<Self, ConfigError> {
         self.cookie.validate()?;
         let e = self.expiry;
         if e.idle_timeout().is_zero() || e.absolute_timeout().is_zero() {
@@ -238,27 +218,12 @@ impl SessionConfig {
                 "the idle timeout exceeds the absolute timeout",
             ));
         }
-        if let Backend::Client(client) = &backend
-            && client.has_unaccepted_volatile_epochs()
-        {
-            return Err(ConfigError::VolatileRevocationStore);
-        }
         if self.cookie.is_insecure_dev() {
             tracing::warn!(
                 cookie = self.cookie.name(),
                 "session cookie is NOT Secure: development over plain HTTP only; never run this in production"
             );
         }
-        Ok(Context {
-            backend,
-            save_lanes: crate::save_lanes::SaveLanes::new(),
-            cookie: self.cookie,
-            expiry: self.expiry,
-            clock: self.clock,
-            new_id: self.new_id,
-            on_failure: self.on_failure,
-            max_value_bytes: self.max_value_bytes,
-            max_record_bytes: self.max_record_bytes,
-        })
+        Ok(self)
     }
 }

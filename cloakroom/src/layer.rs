@@ -39,8 +39,8 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::client_side::ClientSessions;
-use crate::config::{Backend, ConfigError, Context, OnStoreFailure, SessionConfig};
-use crate::session::{Failure, Session};
+use crate::config::{ConfigError, OnStoreFailure, SessionConfig};
+use crate::session::{Context, Engine, Failure, SealedMode, ServerMode, Session};
 use crate::store::{SessionStore, StoreError};
 
 /// The store failure behind a replaced response, placed in its extensions.
@@ -57,7 +57,7 @@ pub struct SessionLayer {
 impl std::fmt::Debug for SessionLayer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SessionLayer")
-            .field("cookie", &self.ctx.cookie)
+            .field("cookie", &self.ctx.config.cookie)
             .finish_non_exhaustive()
     }
 }
@@ -65,7 +65,7 @@ impl std::fmt::Debug for SessionLayer {
 /// Builds a [`SessionLayer`] with a non-default configuration.
 #[must_use]
 pub struct SessionLayerBuilder {
-    backend: Backend,
+    engine: Engine,
     config: SessionConfig,
 }
 
@@ -84,7 +84,7 @@ impl SessionLayerBuilder {
     /// timeouts.
     pub fn build(self) -> Result<SessionLayer, ConfigError> {
         Ok(SessionLayer {
-            ctx: Arc::new(self.config.into_context(self.backend)?),
+            ctx: Arc::new(Context::new(self.config, self.engine)?),
         })
     }
 }
@@ -92,8 +92,8 @@ impl SessionLayerBuilder {
 impl SessionLayer {
     /// A layer with the secure defaults over `store`.
     pub fn new(store: impl SessionStore) -> Self {
-        let ctx = SessionConfig::default()
-            .into_context(Backend::Server(Arc::new(store)))
+        let engine = Engine::Server(ServerMode::new(Arc::new(store)));
+        let ctx = Context::new(SessionConfig::default(), engine)
             .unwrap_or_else(|e| unreachable!("the default configuration is valid: {e}"));
         Self { ctx: Arc::new(ctx) }
     }
@@ -101,7 +101,7 @@ impl SessionLayer {
     /// Starts building a layer with a custom configuration.
     pub fn builder(store: impl SessionStore) -> SessionLayerBuilder {
         SessionLayerBuilder {
-            backend: Backend::Server(Arc::new(store)),
+            engine: Engine::Server(ServerMode::new(Arc::new(store))),
             config: SessionConfig::default(),
         }
     }
@@ -110,7 +110,7 @@ impl SessionLayer {
     /// (by a reaper task or an admin endpoint, say).
     pub fn builder_shared(store: Arc<dyn SessionStore>) -> SessionLayerBuilder {
         SessionLayerBuilder {
-            backend: Backend::Server(store),
+            engine: Engine::Server(ServerMode::new(store)),
             config: SessionConfig::default(),
         }
     }
@@ -120,7 +120,7 @@ impl SessionLayer {
     /// [`client_side`](crate::client_side).
     pub fn builder_client_side(sessions: ClientSessions) -> SessionLayerBuilder {
         SessionLayerBuilder {
-            backend: Backend::Client(sessions),
+            engine: Engine::Sealed(SealedMode::new(sessions)),
             config: SessionConfig::default(),
         }
     }
@@ -183,7 +183,7 @@ where
             let mut res = inner.call(req).await?;
             let outcome = session.finish(res.status().is_server_error()).await;
             if let Some(failure) = outcome.failure
-                && let Some(replaced) = failure_response::<ResBody>(&ctx.on_failure, failure)
+                && let Some(replaced) = failure_response::<ResBody>(&ctx.config.on_failure, failure)
             {
                 res = replaced;
             }

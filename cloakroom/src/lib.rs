@@ -26,8 +26,12 @@
 //! * [`Session`]: the per-request handle (`get`, `insert`, `login`, ...).
 //! * [`SessionLayer`]: the tower layer that loads and saves it.
 //! * [`store`]: the [`SessionStore`](store::SessionStore) trait, its
-//!   conformance suite, and the stores ([`MemoryStore`](store::MemoryStore),
-//!   `SqliteStore`).
+//!   conformance suite (feature `conformance`), and the stores:
+//!   [`MemoryStore`](store::MemoryStore), [`FileStore`](store::FileStore),
+//!   [`TieredStore`](store::TieredStore), `SqliteStore` (feature `sqlite`,
+//!   on by default), `PostgresStore` (`postgres`), `MySqlStore` (`mysql`),
+//!   `RedisStore` for Redis and Redis Cluster (`redis`) and
+//!   `MemcachedStore` (`memcached`). [`store::connect`] picks one by URL.
 //! * [`SessionId`], [`Record`], [`Expiry`], [`CookieConfig`]: the pieces
 //!   the design contract fixes.
 //!
@@ -56,8 +60,7 @@ mod extract;
 pub mod id;
 pub mod layer;
 pub mod record;
-mod save_lanes;
-pub mod session;
+mod session;
 pub mod store;
 
 pub use config::{ConfigError, FailureResponder, OnStoreFailure, SessionConfig};

@@ -2,7 +2,7 @@
 //! browser (the keyring-level attacks are in tests/crypto.rs).
 #![allow(clippy::unwrap_used)]
 
-mod common;
+mod support;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +11,7 @@ use cloakroom::client_side::{ClientSessions, Protection};
 use cloakroom::crypto::{Keyring, MasterKey};
 use cloakroom::store::{MemoryStore, SessionStore};
 use cloakroom::{CookieConfig, Expiry, MockClock, SessionConfig, SessionLayer};
-use common::{Reply, app_with, send};
+use support::{Reply, app_with, send};
 
 fn keyring(keys: &[&MasterKey]) -> Keyring {
     Keyring::parse(
@@ -437,7 +437,7 @@ async fn d3_a_fresh_login_is_never_killed_by_a_stale_epoch_cache() {
 #[tokio::test]
 async fn d4_logout_everywhere_without_revocation_is_an_error() {
     let k = MasterKey::generate();
-    let app = common::routes()
+    let app = support::routes()
         .route(
             "/logout-everywhere",
             axum::routing::post(|session: cloakroom::Session| async move {
@@ -470,7 +470,8 @@ async fn d5_client_write_after_failed_epoch_check_keeps_the_cookie() {
         cloakroom::OnStoreFailure::ContinueAnonymous,
     ] {
         let dir = tempfile::tempdir().unwrap();
-        let epochs = common::TestStore::new(cloakroom::store::FileStore::open(dir.path()).unwrap());
+        let epochs =
+            support::TestStore::new(cloakroom::store::FileStore::open(dir.path()).unwrap());
         let sessions =
             ClientSessions::new(keyring(&[&k])).with_revocation(epochs.clone(), Duration::ZERO);
         let config = SessionConfig::default().on_store_failure(policy.clone());
@@ -543,7 +544,7 @@ async fn d7_login_that_outgrows_the_cookie_is_413() {
         .header("user-agent", "U".repeat(500))
         .body(axum::body::Body::empty())
         .unwrap();
-    let r = common::send_req(&app, req).await;
+    let r = support::send_req(&app, req).await;
     assert_eq!(r.status, 413, "{}", r.body);
     assert!(r.set_cookies.is_empty());
     assert_eq!(

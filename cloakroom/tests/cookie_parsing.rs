@@ -2,16 +2,16 @@
 //! exactly", defects 6 and 12; S10, S16).
 #![allow(clippy::unwrap_used)]
 
-mod common;
+mod support;
 
 use axum::body::Body;
 use axum::http::{HeaderValue, Request};
 use cloakroom::cookie::{CookieConfigError, CookieLookup, find_cookie};
 use cloakroom::store::MemoryStore;
 use cloakroom::{CookieConfig, SessionLayer};
-use common::{app_with, send, send_req};
 use http::HeaderMap;
 use proptest::prelude::*;
+use support::{app_with, send, send_req};
 
 fn with_cookie_bytes(bytes: &[u8]) -> Request<Body> {
     let mut req = Request::get("/read").body(Body::empty()).unwrap();

@@ -5,7 +5,7 @@
 //! 4xx, never a 503 that looks like an outage. Each test names its defect.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -16,7 +16,7 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use cloakroom::store::{MemoryStore, SessionStore};
 use cloakroom::{OnStoreFailure, Session, SessionConfig, SessionError, SessionId, SessionLayer};
-use common::{TestStore, routes, send};
+use support::{TestStore, routes, send};
 
 /// The shared routes plus the ones these tests need.
 fn app(store: Arc<dyn SessionStore>, config: SessionConfig) -> Router {

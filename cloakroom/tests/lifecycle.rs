@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
+mod support;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,10 +15,10 @@ use cloakroom::{
     Expiry, MockClock, OnStoreFailure, Session, SessionConfig, SessionData, SessionError,
     SessionId, SessionLayer, SessionValue,
 };
-use common::{TestStore, app_with, send};
 use serde::{Deserialize, Serialize};
+use support::{TestStore, app_with, send};
 
-fn jar(reply: &common::Reply) -> String {
+fn jar(reply: &support::Reply) -> String {
     reply.cookie().expect("a Set-Cookie")
 }
 

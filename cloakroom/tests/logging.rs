@@ -2,14 +2,14 @@
 //! ID or cookie value.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+mod support;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use cloakroom::store::MemoryStore;
 use cloakroom::{SessionId, SessionLayer};
-use common::{app_with, send};
+use support::{app_with, send};
 
 #[derive(Clone, Default)]
 struct Capture(Arc<Mutex<Vec<u8>>>);

@@ -1,5 +1,6 @@
 //! `MySqlStore` against a real MySQL 8 or MariaDB server: the conformance suite, the S6
-//! dump check, schema versioning and several instances on one database.
+//! dump check, schema versioning and migration locking, reaping, exact
+//! principals, concurrent logins and several instances on one database.
 //!
 //! The server comes from `CLOAKROOM_TEST_MYSQL_URL` (default
 //! `mysql://root@127.0.0.1:3306/test`). When it is unreachable the
@@ -8,16 +9,17 @@
 #![cfg(feature = "mysql")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "support/services.rs"]
-mod services;
+mod support;
+
+use support::{contains, live_record, services, sql as scenario};
 
 use std::time::Duration;
 
+use cloakroom::SessionId;
 use cloakroom::store::conformance::skip_service;
 use cloakroom::store::{MySqlStore, SessionStore, StoreError};
-use cloakroom::{Record, SessionId, Timestamp};
 use sqlx::Row as _;
-use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
+use sqlx::mysql::{MySqlConnectOptions, MySqlDatabaseError, MySqlPool, MySqlPoolOptions};
 
 /// Throwaway databases are named `cloakroom_it_<unix seconds>_<random>`.
 const THROWAWAY_PREFIX: &str = "cloakroom_it_";
@@ -76,13 +78,7 @@ async fn drop_database(database: &str) {
 }
 
 async fn throwaway() -> Option<(MySqlPool, String)> {
-    match throwaway_pool().await {
-        Ok(p) => Some(p),
-        Err(e) => {
-            skip_service("mysql", &e);
-            None
-        }
-    }
+    scenario::or_skip("mysql", throwaway_pool().await)
 }
 
 /// A store alone in a throwaway database.
@@ -93,13 +89,7 @@ async fn isolated_store() -> Result<MySqlStore, StoreError> {
 
 /// A store on the shared tables of the test database.
 async fn shared_store() -> Option<MySqlStore> {
-    match MySqlStore::connect(&url()).await {
-        Ok(s) => Some(s),
-        Err(e) => {
-            skip_service("mysql", &e);
-            None
-        }
-    }
+    scenario::or_skip("mysql", MySqlStore::connect(&url()).await)
 }
 
 /// Each scenario gets a database of its own: `delete_expired_reaps` counts
@@ -107,21 +97,6 @@ async fn shared_store() -> Option<MySqlStore> {
 /// otherwise steal from a shared table.
 mod conformance {
     cloakroom::conformance_tests!(service "mysql", async super::isolated_store().await);
-}
-
-fn live_record(user: Option<&str>) -> Record {
-    let mut r = Record::new(
-        Timestamp::now(),
-        Duration::from_secs(1800),
-        Duration::from_secs(43_200),
-    );
-    r.version = 1;
-    r.user = user.map(str::to_owned);
-    r
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// S6: no column of any row holds a session ID, raw, encoded or in hex.
@@ -178,40 +153,7 @@ async fn two_instances_share_one_database() {
     let (Some(a), Some(b)) = (shared_store().await, shared_store().await) else {
         return;
     };
-    let key = SessionId::generate().storage_key();
-    let user = format!(
-        "shared-{}",
-        &SessionId::generate().storage_key().to_hex()[..12]
-    );
-    let mut rec = live_record(Some(&user));
-    rec.insert("n", &1u32).unwrap();
-    a.create(&key, &rec).await.unwrap();
-    assert!(matches!(
-        b.create(&key, &rec).await,
-        Err(StoreError::Conflict)
-    ));
-
-    let mut seen = b.load(&key).await.unwrap().expect("b sees a's create");
-    assert_eq!(seen.get::<u32>("n").unwrap(), Some(1));
-    seen.insert("n", &2u32).unwrap();
-    seen.version = 2;
-    b.save(&key, &seen, 1).await.unwrap();
-    let back = a.load(&key).await.unwrap().expect("a sees b's save");
-    assert_eq!(back.version, 2);
-    assert_eq!(back.get::<u32>("n").unwrap(), Some(2));
-    assert!(matches!(
-        a.save(&key, &rec, 1).await,
-        Err(StoreError::VersionConflict)
-    ));
-    assert_eq!(b.list_by_user(&user).await.unwrap().len(), 1);
-
-    a.delete(&key).await.unwrap();
-    assert!(b.load(&key).await.unwrap().is_none(), "b sees a's delete");
-    assert!(b.list_by_user(&user).await.unwrap().is_empty());
-    assert!(matches!(
-        b.save(&key, &seen, 2).await,
-        Err(StoreError::NotFound)
-    ));
+    scenario::two_instances_share_one_database(&a, &b).await;
 }
 
 /// A database written by a newer cloakroom is refused, and left alone.
@@ -220,20 +162,20 @@ async fn newer_schema_version_is_refused() {
     let Some((pool, database)) = throwaway().await else {
         return;
     };
-    MySqlStore::from_pool(pool.clone()).await.unwrap();
-    sqlx::query("UPDATE cloakroom_meta SET value = 99 WHERE name = 'schema_version'")
-        .execute(&pool)
-        .await
-        .unwrap();
-    let err = MySqlStore::from_pool(pool.clone()).await.unwrap_err();
-    assert!(matches!(err, StoreError::Corrupt(_)), "got {err:?}");
-    assert!(err.to_string().contains("99"), "{err}");
-    let v: i64 =
-        sqlx::query_scalar("SELECT value FROM cloakroom_meta WHERE name = 'schema_version'")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-    assert_eq!(v, 99);
+    scenario::newer_schema_version_is_refused(
+        "mysql",
+        async || MySqlStore::from_pool(pool.clone()).await,
+        async |v| {
+            let sql =
+                format!("UPDATE cloakroom_meta SET value = {v} WHERE name = 'schema_version'");
+            sqlx::query(&sql).execute(&pool).await.unwrap();
+        },
+        async || {
+            let sql = "SELECT value FROM cloakroom_meta WHERE name = 'schema_version'";
+            sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap()
+        },
+    )
+    .await;
     pool.close().await;
     drop_database(&database).await;
 }
@@ -244,12 +186,7 @@ async fn concurrent_migrations() {
     let Some((pool, database)) = throwaway().await else {
         return;
     };
-    let starts: Vec<_> = (0..8)
-        .map(|_| tokio::spawn(MySqlStore::from_pool(pool.clone())))
-        .collect();
-    for start in starts {
-        start.await.unwrap().unwrap();
-    }
+    scenario::concurrent_migrations(|| MySqlStore::from_pool(pool.clone())).await;
     pool.close().await;
     drop_database(&database).await;
 }
@@ -262,35 +199,270 @@ async fn concurrent_reapers_share_the_work() {
         return;
     };
     let store = MySqlStore::from_pool(pool.clone()).await.unwrap();
-    let mut short = live_record(None);
-    short.idle_deadline = Timestamp::now().saturating_add(Duration::from_millis(200));
-    for _ in 0..50 {
-        store
-            .create(&SessionId::generate().storage_key(), &short)
-            .await
-            .unwrap();
-    }
-    let live = SessionId::generate().storage_key();
-    store.create(&live, &live_record(None)).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(400)).await;
-
     let mut instances = Vec::new();
     for _ in 0..4 {
         instances.push(MySqlStore::from_pool(pool.clone()).await.unwrap());
     }
-    let runs: Vec<_> = instances
-        .into_iter()
-        .map(|s| tokio::spawn(async move { s.delete_expired().await }))
-        .collect();
-    let mut total = 0;
-    for run in runs {
-        total += run.await.unwrap().unwrap();
-    }
-    // Runs that found the lock taken report 0; a run that started after
-    // another finished finds nothing left. Either way: 50 in all.
-    total += store.delete_expired().await.unwrap();
-    assert_eq!(total, 50);
-    assert!(store.load(&live).await.unwrap().is_some());
+    scenario::concurrent_reapers_share_the_work(&store, instances).await;
     pool.close().await;
     drop_database(&database).await;
+}
+
+/// The named locks are scoped to the database (as the store names them).
+const MIGRATE_LOCK: &str = "LEFT(CONCAT('cloakroom_migrate:', COALESCE(DATABASE(), '')), 64)";
+const REAP_LOCK: &str = "LEFT(CONCAT('cloakroom_reap:', COALESCE(DATABASE(), '')), 64)";
+
+/// Takes the named lock `name` on a connection of its own, which it returns.
+async fn hold_named_lock(pool: &MySqlPool, name: &str) -> sqlx::pool::PoolConnection<sqlx::MySql> {
+    let mut holder = pool.acquire().await.unwrap();
+    let got: Option<i64> =
+        sqlx::query_scalar(&format!("SELECT CAST(GET_LOCK({name}, 0) AS SIGNED)"))
+            .fetch_one(&mut *holder)
+            .await
+            .unwrap();
+    assert_eq!(got, Some(1));
+    holder
+}
+
+async fn release_named_lock(mut holder: sqlx::pool::PoolConnection<sqlx::MySql>, name: &str) {
+    let _: Option<i64> =
+        sqlx::query_scalar(&format!("SELECT CAST(RELEASE_LOCK({name}) AS SIGNED)"))
+            .fetch_one(&mut *holder)
+            .await
+            .unwrap();
+}
+
+/// A start that cannot get the migration lock gives up with `Unavailable`
+/// instead of hanging.
+#[tokio::test]
+async fn migration_lock_wait_is_bounded() {
+    let Some((pool, database)) = throwaway().await else {
+        return;
+    };
+    scenario::migration_lock_wait_is_bounded(
+        async || MySqlStore::from_pool(pool.clone()).await,
+        async || hold_named_lock(&pool, MIGRATE_LOCK).await,
+        async |holder| release_named_lock(holder, MIGRATE_LOCK).await,
+    )
+    .await;
+    pool.close().await;
+    drop_database(&database).await;
+}
+
+/// Only one instance reaps at a time; the others return at once.
+#[tokio::test]
+async fn reaping_is_exclusive_and_batched() {
+    let Some((pool, database)) = throwaway().await else {
+        return;
+    };
+    let store = MySqlStore::from_pool(pool.clone()).await.unwrap();
+    scenario::reaping_is_exclusive_and_batched(
+        &store,
+        async || store.try_reap().await,
+        // 2500 expired rows: more than two batches.
+        async || {
+            let values = vec!["(?, 1, 1, 1, 1, x'00')"; 2500].join(", ");
+            let sql = format!(
+                "INSERT INTO cloakroom_sessions
+                     (`key`, version, idle_deadline, absolute_deadline, expires_at, record)
+                 VALUES {values}"
+            );
+            let mut insert = sqlx::query(&sql);
+            for _ in 0..2500 {
+                insert = insert.bind(SessionId::generate().storage_key().0.to_vec());
+            }
+            insert.execute(&pool).await.unwrap();
+        },
+        async || hold_named_lock(&pool, REAP_LOCK).await,
+        async |holder| release_named_lock(holder, REAP_LOCK).await,
+    )
+    .await;
+    pool.close().await;
+    drop_database(&database).await;
+}
+
+/// A cancelled reaper run does not leave the lock held by a pooled
+/// connection.
+#[tokio::test]
+async fn cancelled_reap_releases_the_lock() {
+    let Some((pool, database)) = throwaway().await else {
+        return;
+    };
+    let store = MySqlStore::from_pool(pool.clone()).await.unwrap();
+    scenario::cancelled_reap_releases_the_lock(async || store.try_reap().await).await;
+    pool.close().await;
+    drop_database(&database).await;
+}
+
+/// `touch` never pushes expiry past the absolute deadline, and touching to
+/// the same deadline twice (a matched row that changes nothing) is not
+/// `NotFound`.
+#[tokio::test]
+async fn touch_is_capped_by_the_absolute_deadline() {
+    let Some(store) = shared_store().await else {
+        return;
+    };
+    let expires_at = async |key: &cloakroom::StorageKey| -> i64 {
+        let sql = "SELECT expires_at FROM cloakroom_sessions WHERE `key` = ?";
+        let query = sqlx::query_scalar(sql).bind(key.0.to_vec());
+        query.fetch_one(store.pool()).await.unwrap()
+    };
+    scenario::touch_is_capped_by_the_absolute_deadline(&store, expires_at).await;
+}
+
+/// Principals are compared exactly: no collation folds case or trailing
+/// spaces, and any length or byte works.
+#[tokio::test]
+async fn unusual_users_round_trip() {
+    if let Some(store) = shared_store().await {
+        scenario::unusual_users_round_trip(&store).await;
+    }
+}
+
+/// Creating over an expired row replaces it, in `create` and `rotate`.
+#[tokio::test]
+async fn expired_rows_are_replaced() {
+    if let Some(store) = shared_store().await {
+        scenario::expired_rows_are_replaced(&store).await;
+    }
+}
+
+/// A stored record that cannot be decoded is `Corrupt`, not a panic.
+#[tokio::test]
+async fn undecodable_record_is_corrupt() {
+    let Some(store) = shared_store().await else {
+        return;
+    };
+    let spoil = async |key: &cloakroom::StorageKey| {
+        let sql = "UPDATE cloakroom_sessions SET record = x'09' WHERE `key` = ?";
+        let query = sqlx::query(sql).bind(key.0.to_vec());
+        query.execute(store.pool()).await.unwrap();
+    };
+    scenario::undecodable_record_is_corrupt(&store, spoil).await;
+}
+
+/// An unreachable server is `Unavailable`, promptly.
+#[tokio::test]
+async fn unreachable_server_is_unavailable() {
+    let connect = MySqlStore::connect("mysql://root@127.0.0.1:1/test");
+    scenario::unreachable_server_is_unavailable(connect).await;
+}
+
+/// A pool without a default database is refused with a clear error.
+#[tokio::test]
+async fn no_database_is_refused() {
+    let Ok(options) = url().parse::<MySqlConnectOptions>() else {
+        return;
+    };
+    let Ok(admin) = admin_pool().await else {
+        skip_service("mysql", &"unreachable");
+        return;
+    };
+    admin.close().await;
+    // Options without a database: rebuild from host, port and user.
+    let bare = MySqlConnectOptions::new()
+        .host(options.get_host())
+        .port(options.get_port())
+        .username(options.get_username());
+    let pool = MySqlPoolOptions::new()
+        .max_connections(1)
+        .connect_with(bare)
+        .await
+        .unwrap();
+    let err = MySqlStore::from_pool(pool).await.unwrap_err();
+    assert!(err.to_string().contains("no default database"), "{err}");
+    assert_eq!(err.backend(), Some("mysql"));
+}
+
+/// Many logins at once (rotate + create on neighbouring keys) neither
+/// deadlock nor wait on InnoDB gap locks.
+#[tokio::test]
+async fn concurrent_rotations_do_not_deadlock() {
+    let Some(store) = shared_store().await else {
+        return;
+    };
+    let mut olds = Vec::new();
+    for _ in 0..40 {
+        let key = SessionId::generate().storage_key();
+        store.create(&key, &live_record(None)).await.unwrap();
+        olds.push(key);
+    }
+    let tasks: Vec<_> = olds
+        .into_iter()
+        .enumerate()
+        .map(|(i, old)| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let new = SessionId::generate().storage_key();
+                let rec = live_record(Some("deadlock-test"));
+                // Every other task also rotates a key that is already
+                // gone, which files nothing (S28).
+                if i % 2 == 0 {
+                    store.rotate(&old, &new, &rec).await?;
+                } else {
+                    let gone = SessionId::generate().storage_key();
+                    match store.rotate(&gone, &new, &rec).await {
+                        Err(StoreError::NotFound) => {}
+                        Ok(()) => return Err(StoreError::other("rotated a missing key")),
+                        Err(e) => return Err(e),
+                    }
+                }
+                store.delete(&old).await?;
+                store.delete(&new).await
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+}
+
+/// The server reports the error numbers the store's mapping relies on: a
+/// duplicate key is `ER_DUP_ENTRY` (1062, how `create` tells a collision),
+/// a missing table 1146 (not transient), and through the store a duplicate
+/// key on `create` is a `Conflict`.
+#[tokio::test]
+async fn server_errors_map_to_store_errors() {
+    let Some(store) = shared_store().await else {
+        return;
+    };
+    let number = |e: sqlx::Error| match e {
+        sqlx::Error::Database(db) => db
+            .try_downcast_ref::<MySqlDatabaseError>()
+            .map(|m| m.number()),
+        _ => None,
+    };
+    let e = sqlx::query("SELECT * FROM cloakroom_no_such_table")
+        .execute(store.pool())
+        .await
+        .unwrap_err();
+    assert_eq!(number(e), Some(1146));
+    let key = SessionId::generate().storage_key();
+    let e = sqlx::query(
+        "INSERT INTO cloakroom_sessions
+             (`key`, version, idle_deadline, absolute_deadline, expires_at, record)
+         VALUES (?, 1, 1, 1, 1, x'00'), (?, 1, 1, 1, 1, x'00')",
+    )
+    .bind(&key.0[..])
+    .bind(&key.0[..])
+    .execute(store.pool())
+    .await
+    .unwrap_err();
+    assert_eq!(number(e), Some(1062));
+    store.create(&key, &live_record(None)).await.unwrap();
+    assert!(matches!(
+        store.create(&key, &live_record(None)).await,
+        Err(StoreError::Conflict)
+    ));
+    store.delete(&key).await.unwrap();
+}
+
+/// The public futures can be spawned.
+#[allow(dead_code, clippy::let_underscore_future)]
+fn futures_are_send(store: &MySqlStore, pool: MySqlPool) {
+    fn send<T: Send>(_: T) {}
+    send(MySqlStore::connect("mysql://x"));
+    send(MySqlStore::from_pool(pool));
+    send(store.try_reap());
+    send(store.delete_expired());
 }

@@ -1,5 +1,6 @@
 //! `PostgresStore` against a real server: the conformance suite, the S6
-//! dump check, schema versioning and several instances on one database.
+//! dump check, schema versioning and migration locking, reaping, exact
+//! principals, and several instances on one database.
 //!
 //! The server comes from `CLOAKROOM_TEST_POSTGRES_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/test`). When it is unreachable the
@@ -8,14 +9,14 @@
 #![cfg(feature = "postgres")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "support/services.rs"]
-mod services;
+mod support;
+
+use support::{contains, live_record, services, sql as scenario};
 
 use std::time::Duration;
 
-use cloakroom::store::conformance::skip_service;
+use cloakroom::SessionId;
 use cloakroom::store::{PostgresStore, SessionStore, StoreError};
-use cloakroom::{Record, SessionId, Timestamp};
 use sqlx::Row as _;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
@@ -75,13 +76,7 @@ async fn drop_schema(schema: &str) {
 }
 
 async fn throwaway() -> Option<(PgPool, String)> {
-    match throwaway_pool().await {
-        Ok(p) => Some(p),
-        Err(e) => {
-            skip_service("postgres", &e);
-            None
-        }
-    }
+    scenario::or_skip("postgres", throwaway_pool().await)
 }
 
 /// A store alone in a throwaway schema.
@@ -92,13 +87,7 @@ async fn isolated_store() -> Result<PostgresStore, StoreError> {
 
 /// A store on the shared tables of the test database.
 async fn shared_store() -> Option<PostgresStore> {
-    match PostgresStore::connect(&url()).await {
-        Ok(s) => Some(s),
-        Err(e) => {
-            skip_service("postgres", &e);
-            None
-        }
-    }
+    scenario::or_skip("postgres", PostgresStore::connect(&url()).await)
 }
 
 /// Each scenario gets a schema of its own: `delete_expired_reaps` counts
@@ -106,21 +95,6 @@ async fn shared_store() -> Option<PostgresStore> {
 /// otherwise steal from a shared table.
 mod conformance {
     cloakroom::conformance_tests!(service "postgres", async super::isolated_store().await);
-}
-
-fn live_record(user: Option<&str>) -> Record {
-    let mut r = Record::new(
-        Timestamp::now(),
-        Duration::from_secs(1800),
-        Duration::from_secs(43_200),
-    );
-    r.version = 1;
-    r.user = user.map(str::to_owned);
-    r
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// S6: no column of any row holds a session ID, raw, encoded or in hex.
@@ -186,40 +160,7 @@ async fn two_instances_share_one_database() {
     let (Some(a), Some(b)) = (shared_store().await, shared_store().await) else {
         return;
     };
-    let key = SessionId::generate().storage_key();
-    let user = format!(
-        "shared-{}",
-        &SessionId::generate().storage_key().to_hex()[..12]
-    );
-    let mut rec = live_record(Some(&user));
-    rec.insert("n", &1u32).unwrap();
-    a.create(&key, &rec).await.unwrap();
-    assert!(matches!(
-        b.create(&key, &rec).await,
-        Err(StoreError::Conflict)
-    ));
-
-    let mut seen = b.load(&key).await.unwrap().expect("b sees a's create");
-    assert_eq!(seen.get::<u32>("n").unwrap(), Some(1));
-    seen.insert("n", &2u32).unwrap();
-    seen.version = 2;
-    b.save(&key, &seen, 1).await.unwrap();
-    let back = a.load(&key).await.unwrap().expect("a sees b's save");
-    assert_eq!(back.version, 2);
-    assert_eq!(back.get::<u32>("n").unwrap(), Some(2));
-    assert!(matches!(
-        a.save(&key, &rec, 1).await,
-        Err(StoreError::VersionConflict)
-    ));
-    assert_eq!(b.list_by_user(&user).await.unwrap().len(), 1);
-
-    a.delete(&key).await.unwrap();
-    assert!(b.load(&key).await.unwrap().is_none(), "b sees a's delete");
-    assert!(b.list_by_user(&user).await.unwrap().is_empty());
-    assert!(matches!(
-        b.save(&key, &seen, 2).await,
-        Err(StoreError::NotFound)
-    ));
+    scenario::two_instances_share_one_database(&a, &b).await;
 }
 
 /// A database written by a newer cloakroom is refused, and left alone.
@@ -228,20 +169,20 @@ async fn newer_schema_version_is_refused() {
     let Some((pool, schema)) = throwaway().await else {
         return;
     };
-    PostgresStore::from_pool(pool.clone()).await.unwrap();
-    sqlx::query("UPDATE cloakroom_meta SET value = 99 WHERE name = 'schema_version'")
-        .execute(&pool)
-        .await
-        .unwrap();
-    let err = PostgresStore::from_pool(pool.clone()).await.unwrap_err();
-    assert!(matches!(err, StoreError::Corrupt(_)), "got {err:?}");
-    assert!(err.to_string().contains("99"), "{err}");
-    let v: i64 =
-        sqlx::query_scalar("SELECT value FROM cloakroom_meta WHERE name = 'schema_version'")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-    assert_eq!(v, 99);
+    scenario::newer_schema_version_is_refused(
+        "postgres",
+        async || PostgresStore::from_pool(pool.clone()).await,
+        async |v| {
+            let sql =
+                format!("UPDATE cloakroom_meta SET value = {v} WHERE name = 'schema_version'");
+            sqlx::query(&sql).execute(&pool).await.unwrap();
+        },
+        async || {
+            let sql = "SELECT value FROM cloakroom_meta WHERE name = 'schema_version'";
+            sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap()
+        },
+    )
+    .await;
     pool.close().await;
     drop_schema(&schema).await;
 }
@@ -252,12 +193,7 @@ async fn concurrent_migrations() {
     let Some((pool, schema)) = throwaway().await else {
         return;
     };
-    let starts: Vec<_> = (0..8)
-        .map(|_| tokio::spawn(PostgresStore::from_pool(pool.clone())))
-        .collect();
-    for start in starts {
-        start.await.unwrap().unwrap();
-    }
+    scenario::concurrent_migrations(|| PostgresStore::from_pool(pool.clone())).await;
     pool.close().await;
     drop_schema(&schema).await;
 }
@@ -270,35 +206,169 @@ async fn concurrent_reapers_share_the_work() {
         return;
     };
     let store = PostgresStore::from_pool(pool.clone()).await.unwrap();
-    let mut short = live_record(None);
-    short.idle_deadline = Timestamp::now().saturating_add(Duration::from_millis(200));
-    for _ in 0..50 {
-        store
-            .create(&SessionId::generate().storage_key(), &short)
-            .await
-            .unwrap();
-    }
-    let live = SessionId::generate().storage_key();
-    store.create(&live, &live_record(None)).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(400)).await;
-
     let mut instances = Vec::new();
     for _ in 0..4 {
         instances.push(PostgresStore::from_pool(pool.clone()).await.unwrap());
     }
-    let runs: Vec<_> = instances
-        .into_iter()
-        .map(|s| tokio::spawn(async move { s.delete_expired().await }))
-        .collect();
-    let mut total = 0;
-    for run in runs {
-        total += run.await.unwrap().unwrap();
-    }
-    // Runs that found the lock taken report 0; a run that started after
-    // another finished finds nothing left. Either way: 50 in all.
-    total += store.delete_expired().await.unwrap();
-    assert_eq!(total, 50);
-    assert!(store.load(&live).await.unwrap().is_some());
+    scenario::concurrent_reapers_share_the_work(&store, instances).await;
     pool.close().await;
     drop_schema(&schema).await;
+}
+
+/// The migration lock: a two-part advisory key, "clmg" and a hash of the
+/// target schema (locked here as the store derives it).
+const MIGRATE_LOCK: &str = "SELECT pg_advisory_xact_lock(1668050279, \
+     ('x' || left(md5(coalesce(current_schema(), '')), 8))::bit(32)::int4)";
+/// The reaper lock: "clkr" and the sessions table's OID.
+const REAP_LOCK: &str = "1668049778, 'cloakroom_sessions'::regclass::oid::int4";
+
+/// A start that cannot get the migration lock gives up with `Unavailable`
+/// instead of hanging.
+#[tokio::test]
+async fn migration_lock_wait_is_bounded() {
+    let Some((pool, schema)) = throwaway().await else {
+        return;
+    };
+    scenario::migration_lock_wait_is_bounded(
+        async || PostgresStore::from_pool(pool.clone()).await,
+        async || {
+            let mut holder = pool.begin().await.unwrap();
+            sqlx::query(MIGRATE_LOCK)
+                .execute(&mut *holder)
+                .await
+                .unwrap();
+            holder
+        },
+        async |holder| holder.rollback().await.unwrap(),
+    )
+    .await;
+    pool.close().await;
+    drop_schema(&schema).await;
+}
+
+/// Only one instance reaps at a time; the others return at once.
+#[tokio::test]
+async fn reaping_is_exclusive_and_batched() {
+    let Some((pool, schema)) = throwaway().await else {
+        return;
+    };
+    let store = PostgresStore::from_pool(pool.clone()).await.unwrap();
+    scenario::reaping_is_exclusive_and_batched(
+        &store,
+        async || store.try_reap().await,
+        // 2500 expired rows: more than two batches.
+        async || {
+            sqlx::query(
+                "INSERT INTO cloakroom_sessions
+                     (key, version, idle_deadline, absolute_deadline, expires_at, record)
+                 SELECT sha256(int8send(g)), 1, 1, 1, 1, '\\x00'::bytea
+                 FROM generate_series(1, 2500) AS g",
+            )
+            .execute(&pool)
+            .await
+            .unwrap();
+        },
+        // Another "instance" holds the reaper lock.
+        async || {
+            let mut other = pool.acquire().await.unwrap();
+            let got: bool =
+                sqlx::query_scalar(&format!("SELECT pg_try_advisory_lock({REAP_LOCK})"))
+                    .fetch_one(&mut *other)
+                    .await
+                    .unwrap();
+            assert!(got);
+            other
+        },
+        async |mut other| {
+            let _: bool = sqlx::query_scalar(&format!("SELECT pg_advisory_unlock({REAP_LOCK})"))
+                .fetch_one(&mut *other)
+                .await
+                .unwrap();
+        },
+    )
+    .await;
+    pool.close().await;
+    drop_schema(&schema).await;
+}
+
+/// A cancelled reaper run does not leave the lock held by a pooled
+/// connection.
+#[tokio::test]
+async fn cancelled_reap_releases_the_lock() {
+    let Some((pool, schema)) = throwaway().await else {
+        return;
+    };
+    let store = PostgresStore::from_pool(pool.clone()).await.unwrap();
+    scenario::cancelled_reap_releases_the_lock(async || store.try_reap().await).await;
+    pool.close().await;
+    drop_schema(&schema).await;
+}
+
+/// `touch` never pushes expiry past the absolute deadline.
+#[tokio::test]
+async fn touch_is_capped_by_the_absolute_deadline() {
+    let Some(store) = shared_store().await else {
+        return;
+    };
+    scenario::touch_is_capped_by_the_absolute_deadline(&store, async |key| {
+        sqlx::query_scalar("SELECT expires_at FROM cloakroom_sessions WHERE key = $1")
+            .bind(&key.0[..])
+            .fetch_one(store.pool())
+            .await
+            .unwrap()
+    })
+    .await;
+}
+
+/// Principals are compared exactly, whatever their bytes or length.
+#[tokio::test]
+async fn unusual_users_round_trip() {
+    let Some(store) = shared_store().await else {
+        return;
+    };
+    scenario::unusual_users_round_trip(&store).await;
+}
+
+/// Creating over an expired row replaces it, in `create` and `rotate`.
+#[tokio::test]
+async fn expired_rows_are_replaced() {
+    let Some(store) = shared_store().await else {
+        return;
+    };
+    scenario::expired_rows_are_replaced(&store).await;
+}
+
+/// A stored record that cannot be decoded is `Corrupt`, not a panic.
+#[tokio::test]
+async fn undecodable_record_is_corrupt() {
+    let Some(store) = shared_store().await else {
+        return;
+    };
+    scenario::undecodable_record_is_corrupt(&store, async |key| {
+        sqlx::query("UPDATE cloakroom_sessions SET record = '\\x09'::bytea WHERE key = $1")
+            .bind(&key.0[..])
+            .execute(store.pool())
+            .await
+            .unwrap();
+    })
+    .await;
+}
+
+/// An unreachable server is `Unavailable`, promptly.
+#[tokio::test]
+async fn unreachable_server_is_unavailable() {
+    scenario::unreachable_server_is_unavailable(PostgresStore::connect(
+        "postgres://postgres@127.0.0.1:1/test",
+    ))
+    .await;
+}
+
+/// The public futures can be spawned.
+#[allow(dead_code, clippy::let_underscore_future)]
+fn futures_are_send(store: &PostgresStore, pool: PgPool) {
+    fn send<T: Send>(_: T) {}
+    send(PostgresStore::connect("postgres://x"));
+    send(PostgresStore::from_pool(pool));
+    send(store.try_reap());
+    send(store.delete_expired());
 }

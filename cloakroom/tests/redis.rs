@@ -1,7 +1,9 @@
 //! The Redis store against real servers, through the public API: the
 //! conformance suite on a single server, on a Redis Cluster and as a tiered
-//! store's shared cache, S6 (nothing at rest can be presented as a session
-//! ID) and recovery after the server dies and comes back.
+//! store's shared cache; the documented data layout, clock skew and odd data
+//! on both; the cluster index under races; S6 (nothing at rest can be
+//! presented as a session ID); connection failures and recovery after the
+//! server dies and comes back.
 //!
 //! Servers: `CLOAKROOM_TEST_REDIS_URL` (default `redis://127.0.0.1:6379/`)
 //! and `CLOAKROOM_TEST_REDIS_CLUSTER_URLS` (comma-separated, default the
@@ -11,16 +13,18 @@
 #![cfg(feature = "redis")]
 #![allow(clippy::unwrap_used)]
 
-#[path = "support/services.rs"]
-mod services;
+mod support;
+
+use support::services;
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use cloakroom::store::conformance::skip_service;
 use cloakroom::store::{RedisStore, SessionStore, StoreError};
-use cloakroom::{Record, SessionId, Timestamp};
+use cloakroom::{Record, SessionId, StorageKey, Timestamp};
 use redis::aio::MultiplexedConnection;
+use redis::{Cmd, Value};
 use services::{redis_cluster_urls as cluster_urls, redis_url};
 
 /// A prefix per store, so tests share the servers and run in parallel.
@@ -55,42 +59,60 @@ mod cluster {
     cloakroom::conformance_tests!(service "redis-cluster", async cluster_store().await, native_expiry);
 }
 
-fn record(user: Option<&str>) -> Record {
-    let mut r = Record::new(
-        Timestamp::now(),
-        Duration::from_secs(1800),
-        Duration::from_secs(43_200),
-    );
-    r.version = 1;
-    r.user = user.map(str::to_owned);
-    r.insert("cart", "three items").unwrap();
-    r
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
-}
-
-/// Every key under `prefix` on every node, with its name, its `DUMP` and
-/// its contents.
-async fn everything(urls: &[String], prefix: &str) -> Vec<u8> {
-    let mut out = Vec::new();
+/// The store under test and plain connections to every node that can
+/// hold its keys, or `None` (test skipped) if the service is down.
+async fn setup(cluster: bool) -> Option<(RedisStore, Vec<MultiplexedConnection>)> {
+    let (service, store, urls) = if cluster {
+        ("redis-cluster", cluster_store().await, cluster_urls())
+    } else {
+        ("redis", single_store().await, vec![redis_url()])
+    };
+    let store = match store {
+        Ok(s) => s,
+        Err(e) => {
+            skip_service(service, &e);
+            return None;
+        }
+    };
+    let mut nodes = Vec::new();
     for url in urls {
         let client = redis::Client::open(url.as_str()).unwrap();
-        let mut c: MultiplexedConnection = client.get_multiplexed_async_connection().await.unwrap();
+        nodes.push(client.get_multiplexed_async_connection().await.unwrap());
+    }
+    Some((store, nodes))
+}
+
+/// Runs `cmd` on the node that holds `key` (the others answer MOVED).
+async fn on_key(nodes: &[MultiplexedConnection], key: &str, cmd: &Cmd) -> Value {
+    for node in nodes {
+        let mut c = node.clone();
+        let exists: Result<i64, _> = redis::cmd("EXISTS").arg(key).query_async(&mut c).await;
+        if exists == Ok(1) {
+            return cmd.query_async(&mut c).await.unwrap();
+        }
+    }
+    Value::Nil
+}
+
+/// Every key under `prefix` on every node, with everything Redis would
+/// reveal about it: its name, its `DUMP`, and its contents by type.
+async fn everything(nodes: &[MultiplexedConnection], prefix: &str) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for node in nodes {
+        let mut c = node.clone();
         let keys: Vec<String> = redis::cmd("KEYS")
             .arg(format!("{prefix}*"))
             .query_async(&mut c)
             .await
             .unwrap();
         for key in keys {
-            out.extend(key.as_bytes());
+            let mut bytes = key.clone().into_bytes();
             let dump: Vec<u8> = redis::cmd("DUMP")
                 .arg(&key)
                 .query_async(&mut c)
                 .await
                 .unwrap();
-            out.extend(dump);
+            bytes.extend(dump);
             let kind: String = redis::cmd("TYPE")
                 .arg(&key)
                 .query_async(&mut c)
@@ -115,18 +137,344 @@ async fn everything(urls: &[String], prefix: &str) -> Vec<u8> {
                 other => panic!("unexpected key type {other}"),
             }
             .unwrap();
-            out.extend(parts.concat());
+            bytes.extend(parts.concat());
+            out.push((key, bytes));
         }
     }
     out
 }
 
+fn record(user: Option<&str>) -> Record {
+    let mut r = Record::new(
+        Timestamp::now(),
+        Duration::from_secs(1800),
+        Duration::from_secs(43_200),
+    );
+    r.version = 1;
+    r.user = user.map(str::to_owned);
+    r.insert("cart", "three items").unwrap();
+    r.device.user_agent = Some("redis-test/1".into());
+    r
+}
+
+fn fresh_user() -> String {
+    format!(
+        "redis-test-{}",
+        &SessionId::generate().storage_key().to_hex()[..12]
+    )
+}
+
+fn bytes_of(v: Value) -> Vec<u8> {
+    match v {
+        Value::Nil => Vec::new(),
+        v => redis::from_redis_value(v).unwrap(),
+    }
+}
+
+fn int_of(v: &Value) -> i64 {
+    redis::from_redis_value(v.clone()).unwrap()
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The documented layout, and touch writing only `i` and the TTL.
+async fn layout(cluster: bool) {
+    let Some((store, nodes)) = setup(cluster).await else {
+        return;
+    };
+    let key = SessionId::generate().storage_key();
+    let user = fresh_user();
+    let rec = record(Some(&user));
+    store.create(&key, &rec).await.unwrap();
+
+    let skey = format!("{}s:{}", store.prefix(), key.to_hex());
+    let ikey = format!("{}u:{user}", store.prefix());
+    let hget = |f: &str| {
+        let mut c = redis::cmd("HGET");
+        c.arg(&skey).arg(f);
+        c
+    };
+    assert_eq!(
+        bytes_of(on_key(&nodes, &skey, &hget("r")).await),
+        rec.encode().to_vec()
+    );
+    assert_eq!(bytes_of(on_key(&nodes, &skey, &hget("v")).await), b"1");
+    assert_eq!(
+        bytes_of(on_key(&nodes, &skey, &hget("u")).await),
+        user.as_bytes()
+    );
+    assert_eq!(
+        int_of(&on_key(&nodes, &skey, &hget("i")).await),
+        i64::try_from(rec.idle_deadline.as_millis()).unwrap()
+    );
+    assert_eq!(
+        int_of(&on_key(&nodes, &skey, &hget("a")).await),
+        i64::try_from(rec.absolute_deadline.as_millis()).unwrap()
+    );
+    let mut pexpiretime = redis::cmd("PEXPIRETIME");
+    pexpiretime.arg(&skey);
+    assert_eq!(
+        int_of(&on_key(&nodes, &skey, &pexpiretime).await),
+        i64::try_from(rec.expires_at().as_millis()).unwrap(),
+        "the session expires natively at expires_at"
+    );
+    let mut zscore = redis::cmd("ZSCORE");
+    zscore.arg(&ikey).arg(key.to_hex());
+    assert_eq!(
+        int_of(&on_key(&nodes, &ikey, &zscore).await),
+        i64::try_from(rec.absolute_deadline.as_millis()).unwrap(),
+        "the index member is scored by the absolute deadline"
+    );
+    let mut ipexpiretime = redis::cmd("PEXPIRETIME");
+    ipexpiretime.arg(&ikey);
+    assert_eq!(
+        int_of(&on_key(&nodes, &ikey, &ipexpiretime).await),
+        i64::try_from(rec.absolute_deadline.as_millis()).unwrap(),
+        "the index expires with its last session's absolute deadline"
+    );
+
+    let later = rec.idle_deadline.saturating_add(Duration::from_secs(600));
+    store.touch(&key, later).await.unwrap();
+    assert_eq!(
+        bytes_of(on_key(&nodes, &skey, &hget("r")).await),
+        rec.encode().to_vec(),
+        "touch must not rewrite the record"
+    );
+    assert_eq!(
+        int_of(&on_key(&nodes, &skey, &hget("i")).await),
+        i64::try_from(later.as_millis()).unwrap()
+    );
+    assert_eq!(
+        int_of(&on_key(&nodes, &skey, &pexpiretime).await),
+        i64::try_from(later.as_millis()).unwrap(),
+        "touch moves the TTL"
+    );
+    store.delete(&key).await.unwrap();
+    assert!(
+        everything(&nodes, store.prefix()).await.is_empty(),
+        "delete leaves nothing behind"
+    );
+}
+
+#[tokio::test]
+async fn layout_single_server() {
+    layout(false).await;
+}
+
+#[tokio::test]
+async fn layout_cluster() {
+    layout(true).await;
+}
+
+/// Deadlines are judged by the application's clock even when Redis's TTL
+/// says the key is still there (clock skew).
+async fn skew(cluster: bool) {
+    let Some((store, nodes)) = setup(cluster).await else {
+        return;
+    };
+    let key = SessionId::generate().storage_key();
+    let user = fresh_user();
+    store.create(&key, &record(Some(&user))).await.unwrap();
+    let skey = format!("{}s:{}", store.prefix(), key.to_hex());
+    let past = Timestamp::now()
+        .saturating_sub(Duration::from_secs(5))
+        .as_millis();
+    let mut hset = redis::cmd("HSET");
+    hset.arg(&skey).arg("i").arg(past);
+    on_key(&nodes, &skey, &hset).await;
+    assert!(
+        store.load(&key).await.unwrap().is_none(),
+        "load of an expired record"
+    );
+    assert!(matches!(
+        store
+            .touch(
+                &key,
+                Timestamp::now().saturating_add(Duration::from_secs(60))
+            )
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    let mut next = record(Some(&user));
+    next.version = 2;
+    assert!(matches!(
+        store.save(&key, &next, 1).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(store.list_by_user(&user).await.unwrap().is_empty());
+    // Dead by our clock, so a create may take the key over.
+    store.create(&key, &record(Some(&user))).await.unwrap();
+    assert!(store.load(&key).await.unwrap().is_some());
+    assert_eq!(store.delete_by_user(&user, None).await.unwrap(), 1);
+    assert!(everything(&nodes, store.prefix()).await.is_empty());
+}
+
+#[tokio::test]
+async fn skew_single_server() {
+    skew(false).await;
+}
+
+#[tokio::test]
+async fn skew_cluster() {
+    skew(true).await;
+}
+
+/// An expired record is not written at all, and corrupt data is reported
+/// as such and can be overwritten or deleted.
+async fn odd_data(cluster: bool) {
+    let Some((store, nodes)) = setup(cluster).await else {
+        return;
+    };
+    let mut dead = record(Some(&fresh_user()));
+    dead.idle_deadline = Timestamp::now().saturating_sub(Duration::from_secs(1));
+    store
+        .create(&SessionId::generate().storage_key(), &dead)
+        .await
+        .unwrap();
+    assert!(
+        everything(&nodes, store.prefix()).await.is_empty(),
+        "an expired record was stored"
+    );
+
+    let key = SessionId::generate().storage_key();
+    store.create(&key, &record(None)).await.unwrap();
+    let skey = format!("{}s:{}", store.prefix(), key.to_hex());
+    let mut hset = redis::cmd("HSET");
+    hset.arg(&skey).arg("r").arg("not a record");
+    on_key(&nodes, &skey, &hset).await;
+    assert!(matches!(
+        store.load(&key).await,
+        Err(StoreError::Corrupt(_))
+    ));
+
+    let mut set = redis::cmd("SET");
+    set.arg(&skey).arg("a plain string");
+    on_key(&nodes, &skey, &set).await;
+    assert!(matches!(
+        store.load(&key).await,
+        Err(StoreError::Corrupt(_))
+    ));
+    assert!(matches!(
+        store.touch(&key, Timestamp::now()).await,
+        Err(StoreError::NotFound)
+    ));
+    store.create(&key, &record(None)).await.unwrap();
+    assert!(store.load(&key).await.unwrap().is_some());
+    on_key(&nodes, &skey, &set).await;
+    store.delete(&key).await.unwrap();
+    assert!(everything(&nodes, store.prefix()).await.is_empty());
+    assert_eq!(store.delete_expired().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn odd_data_single_server() {
+    odd_data(false).await;
+}
+
+#[tokio::test]
+async fn odd_data_cluster() {
+    odd_data(true).await;
+}
+
+/// Cluster: sessions spread over the nodes, and the index never loses a
+/// live session while listings (which drop stale members) race with
+/// creates and user changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_index_survives_races() {
+    let Some((store, nodes)) = setup(true).await else {
+        return;
+    };
+    let user = fresh_user();
+    let other = fresh_user();
+    let keys: Vec<StorageKey> = (0..40)
+        .map(|_| SessionId::generate().storage_key())
+        .collect();
+    let writer = {
+        let store = store.clone();
+        let keys = keys.clone();
+        let (user, other) = (user.clone(), other.clone());
+        tokio::spawn(async move {
+            for (n, key) in keys.iter().enumerate() {
+                if n % 2 == 0 {
+                    store.create(key, &record(Some(&user))).await.unwrap();
+                } else {
+                    // Created for someone else, then handed to `user`.
+                    let rec = record(Some(&other));
+                    store.create(key, &rec).await.unwrap();
+                    let mut mine = rec.clone();
+                    mine.user = Some(user.clone());
+                    mine.version = 2;
+                    store.save(key, &mine, 1).await.unwrap();
+                }
+            }
+        })
+    };
+    let lister = {
+        let store = store.clone();
+        let user = user.clone();
+        tokio::spawn(async move {
+            for _ in 0..100 {
+                store.list_by_user(&user).await.unwrap();
+                store.delete_by_user(&user, None).await.unwrap();
+            }
+        })
+    };
+    writer.await.unwrap();
+    lister.await.unwrap();
+    // Every key the lister did not delete must still be indexed.
+    let mut live = Vec::new();
+    for key in &keys {
+        if store.load(key).await.unwrap().is_some() {
+            live.push(*key);
+        }
+    }
+    let mut listed: Vec<StorageKey> = store
+        .list_by_user(&user)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.key)
+        .collect();
+    listed.sort();
+    live.sort();
+    assert_eq!(listed, live, "every live session of the user is listed");
+    assert!(store.list_by_user(&other).await.unwrap().is_empty());
+    assert_eq!(
+        store.delete_by_user(&user, None).await.unwrap(),
+        live.len() as u64
+    );
+
+    // The keys really are spread over several nodes.
+    let spread = (0..20)
+        .map(|_| SessionId::generate().storage_key())
+        .collect::<Vec<_>>();
+    for key in &spread {
+        store.create(key, &record(None)).await.unwrap();
+    }
+    let mut used = 0;
+    for node in &nodes {
+        let mut c = node.clone();
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}*", store.prefix()))
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        used += usize::from(!keys.is_empty());
+    }
+    assert!(used >= 2, "sessions should land on several cluster nodes");
+    for key in &spread {
+        store.delete(key).await.unwrap();
+    }
+    assert!(everything(&nodes, store.prefix()).await.is_empty());
+}
+
 /// S6: after create, save, touch and rotate, no key name, DUMP or value
 /// under the store's prefix holds a raw session ID or its cookie text.
-async fn s6(service: &str, store: Result<RedisStore, StoreError>, urls: &[String]) {
-    let store = match store {
-        Ok(s) => s,
-        Err(e) => return skip_service(service, &e),
+async fn s6(cluster: bool) {
+    let Some((store, nodes)) = setup(cluster).await else {
+        return;
     };
     let user = format!("s6-{}", &SessionId::generate().storage_key().to_hex()[..8]);
     let first = SessionId::generate();
@@ -155,7 +503,11 @@ async fn s6(service: &str, store: Result<RedisStore, StoreError>, urls: &[String
         .await
         .unwrap();
 
-    let all = everything(urls, store.prefix()).await;
+    let all: Vec<u8> = everything(&nodes, store.prefix())
+        .await
+        .into_iter()
+        .flat_map(|(_, bytes)| bytes)
+        .collect();
     assert!(
         contains(&all, rotated.storage_key().to_hex().as_bytes()),
         "the hashed key should be there"
@@ -170,19 +522,38 @@ async fn s6(service: &str, store: Result<RedisStore, StoreError>, urls: &[String
     store.delete(&rotated.storage_key()).await.unwrap();
     store.delete(&anonymous.storage_key()).await.unwrap();
     assert!(
-        everything(urls, store.prefix()).await.is_empty(),
+        everything(&nodes, store.prefix()).await.is_empty(),
         "deleting every session leaves nothing behind"
     );
 }
 
 #[tokio::test]
 async fn s6_single_server_holds_no_usable_id() {
-    s6("redis", single_store().await, &[redis_url()]).await;
+    s6(false).await;
 }
 
 #[tokio::test]
 async fn s6_cluster_holds_no_usable_id() {
-    s6("redis-cluster", cluster_store().await, &cluster_urls()).await;
+    s6(true).await;
+}
+
+#[tokio::test]
+async fn connect_failure_is_unavailable_and_hides_password() {
+    let port = free_port();
+    let url = format!("redis://:hunter2@127.0.0.1:{port}/");
+    let started = std::time::Instant::now();
+    let err = RedisStore::builder(&url)
+        .connection_timeout(Duration::from_millis(300))
+        .connect()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "got {err:?}");
+    assert!(!format!("{err} {err:?}").contains("hunter2"));
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let err = RedisStore::connect("not a url").await.unwrap_err();
+    assert!(matches!(err, StoreError::Other(_)), "got {err:?}");
+    let err = RedisStore::connect_cluster(&[]).await.unwrap_err();
+    assert!(matches!(err, StoreError::Other(_)), "got {err:?}");
 }
 
 fn free_port() -> u16 {

@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
+mod support;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -15,14 +15,14 @@ use cloakroom::{
     CookieConfig, Expiry, MockClock, Record, SameSite, SessionConfig, SessionId, SessionLayer,
     Timestamp,
 };
-use common::{TestStore, app_with, send};
+use support::{TestStore, app_with, send};
 
 fn layer_over(store: impl SessionStore) -> SessionLayer {
     SessionLayer::new(store)
 }
 
 /// A session cookie header value for `reply`.
-fn jar(reply: &common::Reply) -> String {
+fn jar(reply: &support::Reply) -> String {
     reply.cookie().expect("a Set-Cookie")
 }
 
@@ -142,7 +142,7 @@ async fn s5_malformed_ids_never_reach_the_store() {
             .header("cookie", header)
             .body(axum::body::Body::empty())
             .unwrap();
-        let r = common::send_req(&app, req).await;
+        let r = support::send_req(&app, req).await;
         assert_eq!(r.status, 200);
         assert_eq!(r.body, "none");
     }
@@ -441,7 +441,7 @@ async fn s16_duplicate_cookies_authenticate_neither() {
         .header("cookie", jar(&alice))
         .body(axum::body::Body::empty())
         .unwrap();
-    assert_eq!(common::send_req(&app, req).await.body, "anonymous");
+    assert_eq!(support::send_req(&app, req).await.body, "anonymous");
     assert_eq!(store.calls(), calls, "duplicates must not be looked up");
     // Names are case-sensitive: __host-id is not our cookie.
     let lower = jar(&alice).replacen("__Host-id", "__host-id", 1);
@@ -455,7 +455,7 @@ async fn s16_duplicate_cookies_authenticate_neither() {
         .header("cookie", jar(&alice))
         .body(axum::body::Body::empty())
         .unwrap();
-    assert_eq!(common::send_req(&app, req).await.body, "alice");
+    assert_eq!(support::send_req(&app, req).await.body, "alice");
 }
 
 #[tokio::test]
@@ -472,7 +472,7 @@ async fn s17_ids_only_from_the_cookie() {
         .body(axum::body::Body::from(format!("__Host-id={id}")))
         .unwrap();
     assert_eq!(
-        common::send_req(&app, req).await.body,
+        support::send_req(&app, req).await.body,
         "anonymous",
         "id accepted from body or header"
     );

@@ -6,8 +6,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use http::{HeaderMap, HeaderValue};
 
-use super::Session;
-use crate::config::{Backend, SessionConfig};
+use super::{Context, Engine, ServerMode, Session};
+use crate::config::SessionConfig;
 use crate::expiry::Timestamp;
 use crate::id::{SessionId, StorageKey};
 use crate::record::Record;
@@ -56,9 +56,11 @@ impl SessionStore for SlowSaves {
 async fn d8_cancelled_saves_leave_no_lanes_behind() {
     let store = Arc::new(SlowSaves(MemoryStore::new()));
     let ctx = Arc::new(
-        SessionConfig::default()
-            .into_context(Backend::Server(store.clone()))
-            .expect("valid configuration"),
+        Context::new(
+            SessionConfig::default(),
+            Engine::Server(ServerMode::new(store.clone())),
+        )
+        .expect("valid configuration"),
     );
     let cancelled = 10_000;
     let mut ids = Vec::with_capacity(64);
@@ -87,5 +89,8 @@ async fn d8_cancelled_saves_leave_no_lanes_behind() {
         let finished = tokio::time::timeout(Duration::from_millis(5), session.finish(false)).await;
         assert!(finished.is_err(), "the save was meant to be cut short");
     }
-    assert_eq!(ctx.save_lanes.len(), 0, "lanes left behind");
+    let Engine::Server(server) = &ctx.engine else {
+        unreachable!("built as a server-side engine")
+    };
+    assert_eq!(server.lanes().len(), 0, "lanes left behind");
 }

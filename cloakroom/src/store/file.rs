@@ -32,6 +32,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
+use super::kit::{Stored, UserKey};
+
 use crate::expiry::Timestamp;
 use crate::id::StorageKey;
 use crate::record::{MAX_RECORD_BYTES, Record};
@@ -65,7 +67,7 @@ impl FileStore {
     pub fn open(dir: impl AsRef<Path>) -> Result<Self, StoreError> {
         let root = dir.as_ref().to_owned();
         for sub in ["sessions", "users", "locks", "tmp"] {
-            fs::create_dir_all(root.join(sub)).map_err(StoreError::unavailable)?;
+            fs::create_dir_all(root.join(sub)).map_err(io)?;
         }
         Ok(Self {
             inner: Arc::new(Inner { root, fsync: false }),
@@ -92,32 +94,25 @@ impl FileStore {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || f(&inner))
             .await
-            .map_err(StoreError::other)?
+            .map_err(|e| StoreError::other_in(BACKEND, e))?
     }
 }
 
 fn io(e: std::io::Error) -> StoreError {
-    StoreError::unavailable(e)
+    StoreError::unavailable_in(BACKEND, e)
+}
+
+/// How this store names itself in errors.
+const BACKEND: &str = "file";
+
+/// A temporary file's name: a hash of random bytes, so it looks like (but
+/// never is) a session file.
+fn tmp_name_hash(random: &[u8]) -> [u8; 32] {
+    Sha256::digest(random).into()
 }
 
 fn user_dir_name(user: &str) -> String {
-    StorageKey(Sha256::digest(user.as_bytes()).into()).to_hex()
-}
-
-/// A session file's contents.
-struct Stored {
-    idle_deadline: Timestamp,
-    record: Record,
-}
-
-impl Stored {
-    fn is_live(&self, now: Timestamp) -> bool {
-        now < self.idle_deadline.min(self.record.absolute_deadline)
-    }
-    fn into_record(mut self) -> Record {
-        self.record.idle_deadline = self.idle_deadline;
-        self.record
-    }
+    UserKey::of(user).to_hex()
 }
 
 /// An exclusive advisory lock on one of the 256 lock files; released on drop.
@@ -160,8 +155,8 @@ impl Inner {
     /// Held by `rotate` into one of `user`'s sessions and by
     /// `delete_by_user` of `user`; taken before any key lock.
     fn user_lock(&self, user: &str) -> Result<KeyLock, StoreError> {
-        let digest = Sha256::digest(user.as_bytes());
-        self.lock_file(&format!("user-{:02x}.lock", digest[0]))
+        let digest = UserKey::of(user);
+        self.lock_file(&format!("user-{:02x}.lock", digest.as_bytes()[0]))
     }
 
     fn lock_file(&self, name: &str) -> Result<KeyLock, StoreError> {
@@ -189,11 +184,15 @@ impl Inner {
             .read_to_end(&mut buf)
             .map_err(io)?;
         if buf.len() < 8 || buf.len() > MAX_RECORD_BYTES + 8 {
-            return Err(StoreError::corrupt("session file has an impossible size"));
+            return Err(StoreError::corrupt_in(
+                BACKEND,
+                "session file has an impossible size",
+            ));
         }
         let mut deadline = [0u8; 8];
         deadline.copy_from_slice(&buf[..8]);
-        let record = Record::decode(&Bytes::from(buf).slice(8..)).map_err(StoreError::corrupt)?;
+        let record = Record::decode(&Bytes::from(buf).slice(8..))
+            .map_err(|e| StoreError::corrupt_in(BACKEND, e))?;
         Ok(Some(Stored {
             idle_deadline: Timestamp::from_millis(u64::from_be_bytes(deadline)),
             record,
@@ -213,11 +212,11 @@ impl Inner {
     ) -> Result<(), StoreError> {
         let encoded = record.encode();
         let mut tmp_name = [0u8; 12];
-        getrandom::fill(&mut tmp_name).map_err(|e| StoreError::other(e.to_string()))?;
+        getrandom::fill(&mut tmp_name).map_err(|e| StoreError::other_in(BACKEND, e.to_string()))?;
         let tmp = self
             .root
             .join("tmp")
-            .join(StorageKey(Sha256::digest(tmp_name).into()).to_hex());
+            .join(StorageKey(tmp_name_hash(&tmp_name)).to_hex());
         let result = (|| {
             let mut file = File::create(&tmp)?;
             file.write_all(&idle_deadline.as_millis().to_be_bytes())?;

@@ -18,10 +18,6 @@ use self::shard::{Limits, Room, Shard};
 
 const SHARDS: usize = 64;
 const INDEX_SHARDS: usize = 16;
-/// Default [`MemoryStore::with_max_sessions`].
-pub const DEFAULT_MAX_SESSIONS: usize = 1_000_000;
-/// Default [`MemoryStore::with_max_bytes`]: 256 MiB of encoded records.
-pub const DEFAULT_MAX_BYTES: usize = 256 << 20;
 
 /// Keeps sessions in this process's memory.
 ///
@@ -112,9 +108,7 @@ impl Entry {
         now < self.expires_at()
     }
     fn record(&self) -> Result<Record, StoreError> {
-        let mut r = Record::decode(&self.bytes).map_err(StoreError::corrupt)?;
-        r.idle_deadline = self.idle_deadline;
-        Ok(r)
+        super::kit::decode_with_idle(&self.bytes, self.idle_deadline)
     }
 }
 
@@ -153,11 +147,16 @@ impl std::fmt::Debug for MemoryStore {
 }
 
 impl MemoryStore {
+    /// Default [`MemoryStore::with_max_sessions`].
+    pub const DEFAULT_MAX_SESSIONS: usize = 1_000_000;
+    /// Default [`MemoryStore::with_max_bytes`]: 256 MiB of encoded records.
+    pub const DEFAULT_MAX_BYTES: usize = 256 << 20;
+
     /// An empty store holding at most one million sessions and 256 MiB of
     /// encoded records.
     #[must_use]
     pub fn new() -> Self {
-        Self::with_limits(DEFAULT_MAX_SESSIONS, DEFAULT_MAX_BYTES)
+        Self::with_limits(Self::DEFAULT_MAX_SESSIONS, Self::DEFAULT_MAX_BYTES)
     }
 
     /// Sets the most sessions kept (rounded up to a multiple of 64, at

@@ -40,41 +40,35 @@ use crate::expiry::Timestamp;
 use crate::id::StorageKey;
 use crate::record::Record;
 
+#[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+pub(crate) mod kit;
 
-pub mod file;
+mod file;
 #[cfg(feature = "memcached")]
-pub mod memcached;
-pub mod memory;
-#[cfg(feature = "mysql")]
-pub mod mysql;
-#[cfg(feature = "postgres")]
-pub mod postgres;
-pub mod reaper;
+mod memcached;
+mod memory;
+mod reaper;
 #[cfg(feature = "redis")]
-pub mod redis;
-#[cfg(feature = "sqlite")]
-pub mod sqlite;
-/// Test-service locations and naming, shared with the integration tests.
-#[cfg(test)]
-#[path = "../../tests/support/services.rs"]
-pub(crate) mod test_services;
-pub mod tiered;
-pub mod url;
+mod redis;
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+mod sql;
+mod tiered;
+mod url;
 
 #[cfg(feature = "memcached")]
 pub use self::memcached::MemcachedStore;
-#[cfg(feature = "mysql")]
-pub use self::mysql::MySqlStore;
-#[cfg(feature = "postgres")]
-pub use self::postgres::PostgresStore;
 #[cfg(feature = "redis")]
 pub use self::redis::{RedisStore, RedisStoreBuilder};
+#[cfg(feature = "mysql")]
+pub use self::sql::MySqlStore;
+#[cfg(feature = "postgres")]
+pub use self::sql::PostgresStore;
+#[cfg(feature = "sqlite")]
+pub use self::sql::{SqliteStore, SqliteStoreBuilder, Synchronous};
 pub use file::FileStore;
 pub use memory::MemoryStore;
 pub use reaper::{Reaper, spawn_reaper};
-#[cfg(feature = "sqlite")]
-pub use sqlite::{SqliteStore, SqliteStoreBuilder, Synchronous};
 pub use tiered::TieredStore;
 pub use url::{StoreUrl, StoreUrlError, connect};
 
@@ -134,6 +128,50 @@ impl StoreError {
         Self::Other(e.into())
     }
 
+    /// [`StoreError::Unavailable`] raised by the backend named `backend`
+    /// (`"redis"`, `"postgres"`, ...), which [`StoreError::backend`] and the
+    /// message then name: inside a [`TieredStore`] it tells the tiers apart.
+    pub fn unavailable_in(backend: &'static str, e: impl Into<BoxError>) -> Self {
+        Self::Unavailable(BackendError::boxed(backend, e))
+    }
+
+    /// [`StoreError::Corrupt`] raised by the backend named `backend`.
+    pub fn corrupt_in(backend: &'static str, e: impl Into<BoxError>) -> Self {
+        Self::Corrupt(BackendError::boxed(backend, e))
+    }
+
+    /// [`StoreError::Other`] raised by the backend named `backend`.
+    pub fn other_in(backend: &'static str, e: impl Into<BoxError>) -> Self {
+        Self::Other(BackendError::boxed(backend, e))
+    }
+
+    /// A copy of a shared error, keeping its kind (the failure policy tells
+    /// "unavailable" from the rest): one for each request of a failed
+    /// group commit.
+    pub(crate) fn share(e: &Arc<Self>) -> Self {
+        share_error(e)
+    }
+
+    /// The backend that raised this error, when it said (`"redis"`,
+    /// `"sqlite"`, ...).
+    #[must_use]
+    pub fn backend(&self) -> Option<&'static str> {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = match self {
+            Self::Unavailable(e) | Self::Corrupt(e) | Self::Other(e) => Some(&**e),
+            _ => None,
+        };
+        while let Some(e) = source {
+            if let Some(b) = e.downcast_ref::<BackendError>() {
+                return Some(b.backend);
+            }
+            if let Some(shared) = e.downcast_ref::<SharedError>() {
+                return shared.original().backend();
+            }
+            source = e.source();
+        }
+        None
+    }
+
     /// Whether the failure is the backend being unreachable or failing, as
     /// opposed to an answer about the session (conflict, not found).
     #[must_use]
@@ -142,6 +180,78 @@ impl StoreError {
             self,
             Self::Unavailable(_) | Self::Corrupt(_) | Self::Other(_)
         )
+    }
+}
+
+/// A copy of a store error for each request of a failed batch, keeping its
+/// kind (the failure policy tells "unavailable" from the rest).
+fn share_error(e: &Arc<StoreError>) -> StoreError {
+    let boxed = || -> BoxError { Box::new(SharedError(e.clone())) };
+    match &**e {
+        StoreError::Conflict => StoreError::Conflict,
+        StoreError::VersionConflict => StoreError::VersionConflict,
+        StoreError::NotFound => StoreError::NotFound,
+        StoreError::TooLarge { size, limit } => StoreError::TooLarge {
+            size: *size,
+            limit: *limit,
+        },
+        StoreError::Unavailable(_) => StoreError::Unavailable(boxed()),
+        StoreError::Corrupt(_) => StoreError::Corrupt(boxed()),
+        _ => StoreError::Other(boxed()),
+    }
+}
+
+/// The source of a shared store error: the original, shown as it was.
+#[derive(Debug)]
+pub(crate) struct SharedError(Arc<StoreError>);
+
+impl SharedError {
+    /// The error every copy stands for.
+    pub(crate) fn original(&self) -> &StoreError {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for SharedError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match std::error::Error::source(&*self.0) {
+            Some(inner) => std::fmt::Display::fmt(inner, f),
+            None => std::fmt::Display::fmt(&self.0, f),
+        }
+    }
+}
+
+impl std::error::Error for SharedError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&*self.0).and_then(std::error::Error::source)
+    }
+}
+
+/// A backend's own error, with the backend's name in front.
+#[derive(Debug)]
+struct BackendError {
+    backend: &'static str,
+    source: BoxError,
+}
+
+impl BackendError {
+    fn boxed(backend: &'static str, e: impl Into<BoxError>) -> BoxError {
+        Box::new(Self {
+            backend,
+            source: e.into(),
+        })
+    }
+}
+
+impl std::fmt::Display for BackendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.backend, self.source)
+    }
+}
+
+impl std::error::Error for BackendError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.source)
     }
 }
 
@@ -319,5 +429,26 @@ impl<S: SessionStore + ?Sized> SessionStore for Arc<S> {
     }
     async fn delete_expired(&self) -> Result<u64, StoreError> {
         (**self).delete_expired().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_name_their_backend() {
+        let e = StoreError::unavailable_in("redis", "connection refused");
+        assert_eq!(e.backend(), Some("redis"));
+        assert_eq!(
+            e.to_string(),
+            "session store unavailable: redis: connection refused"
+        );
+        assert!(e.is_backend_failure());
+        assert_eq!(StoreError::unavailable("x").backend(), None);
+        assert_eq!(StoreError::NotFound.backend(), None);
+        // Kept through the copies a failed group commit hands out.
+        let shared = StoreError::share(&Arc::new(StoreError::corrupt_in("file", "bad")));
+        assert_eq!(shared.backend(), Some("file"));
     }
 }

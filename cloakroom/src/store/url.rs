@@ -56,7 +56,7 @@ pub enum StoreUrl {
 pub enum StoreUrlError {
     /// The scheme is not one cloakroom knows.
     #[error(
-        "unknown session store {0:?}; use memory:, sqlite:PATH, file:DIR, postgres://…, mysql://…, redis://…, redis+cluster://h1:p1,h2:p2 or tiered:CACHE|DURABLE"
+        "unknown session store {0:?}; use memory:, sqlite:PATH, file:DIR, postgres://…, mysql://…, redis://…, redis+cluster://h1:p1,h2:p2, memcached://host:port or tiered:CACHE|DURABLE"
     )]
     UnknownScheme(String),
     /// The store exists but its cargo feature is off in this build.

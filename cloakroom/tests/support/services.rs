@@ -13,6 +13,8 @@ pub const POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 pub const MYSQL_URL: &str = "mysql://root@127.0.0.1:3306/test";
 /// Default Redis URL (`CLOAKROOM_TEST_REDIS_URL` overrides it).
 pub const REDIS_URL: &str = "redis://127.0.0.1:6379/";
+/// Default memcached URL (`CLOAKROOM_TEST_MEMCACHED_URL` overrides it).
+pub const MEMCACHED_URL: &str = "memcache://127.0.0.1:11211";
 /// Default Redis Cluster seed URLs, comma-separated
 /// (`CLOAKROOM_TEST_REDIS_CLUSTER_URLS` overrides them).
 pub const REDIS_CLUSTER_URLS: &str =
@@ -35,6 +37,11 @@ pub fn mysql_url() -> String {
 /// The single Redis server the tests use.
 pub fn redis_url() -> String {
     env_or("CLOAKROOM_TEST_REDIS_URL", REDIS_URL)
+}
+
+/// The memcached server the tests use.
+pub fn memcached_url() -> String {
+    env_or("CLOAKROOM_TEST_MEMCACHED_URL", MEMCACHED_URL)
 }
 
 /// The Redis Cluster seed nodes the tests use.

@@ -109,8 +109,8 @@ fn bounds_round_and_keep_each_other() {
     assert_eq!(store.max_sessions(), 64);
     assert_eq!(store.max_bytes(), 300 << 20);
     let defaults = MemoryStore::new();
-    assert_eq!(defaults.max_bytes(), DEFAULT_MAX_BYTES);
-    assert_eq!(defaults.max_sessions(), DEFAULT_MAX_SESSIONS);
+    assert_eq!(defaults.max_bytes(), MemoryStore::DEFAULT_MAX_BYTES);
+    assert_eq!(defaults.max_sessions(), MemoryStore::DEFAULT_MAX_SESSIONS);
 }
 
 #[tokio::test]

@@ -219,7 +219,7 @@ impl TieredStore {
     async fn bury(&self, key: &StorageKey) -> Result<(), StoreError> {
         let ttl = self.cache_ttl.saturating_add(CLOCK_SKEW_ALLOWANCE);
         let stone = slot::tombstone(Timestamp::now(), ttl)
-            .ok_or_else(|| StoreError::other("could not build a cache tombstone"))?;
+            .ok_or_else(|| StoreError::other_in("tiered", "could not build a cache tombstone"))?;
         for _ in 0..CACHE_WRITE_ATTEMPTS {
             let written = match self.cache.load(key).await {
                 Ok(None) => self.cache.create(key, &stone).await,
@@ -446,8 +446,3 @@ impl SessionStore for TieredStore {
         self.durable.delete_expired().await
     }
 }
-
-#[cfg(test)]
-mod test_stores;
-#[cfg(test)]
-mod tests;

@@ -25,21 +25,21 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use tokio::sync::oneshot;
 
 use crate::expiry::Timestamp;
 use crate::id::StorageKey;
 use crate::record::Record;
+use crate::store::kit::{key_from, sql_millis, sql_now};
 use crate::store::{SessionStore, StoreError, UserSession};
 
-/// The schema version this build writes.
-const SCHEMA_VERSION: i64 = 1;
+use super::{REAP_BATCH, Row, check_schema_version, decode_row, reap_in_batches, sql_version};
+
+/// The backend, as errors name it.
+const BACKEND: &str = "sqlite";
 /// Most writes folded into one transaction.
 const MAX_BATCH: usize = 512;
-/// Rows deleted per reaper transaction, so requests interleave.
-const REAP_BATCH: i64 = 1000;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How hard SQLite works to make commits durable.
@@ -92,13 +92,13 @@ impl SqliteStoreBuilder {
         };
         writer
             .pragma_update(None, "synchronous", sync)
-            .map_err(StoreError::unavailable)?;
+            .map_err(unavailable)?;
         migrate(&writer)?;
         let (tx, rx) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("cloakroom-sqlite-writer".into())
             .spawn(move || writer_loop(writer, rx))
-            .map_err(StoreError::unavailable)?;
+            .map_err(unavailable)?;
         Ok(SqliteStore {
             inner: Arc::new(Inner {
                 path: self.path,
@@ -184,10 +184,10 @@ impl SqliteStore {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             tx.send(Job { op, reply })
-                .map_err(|_| StoreError::unavailable("the SQLite writer thread has stopped"))?;
+                .map_err(|_| unavailable("the SQLite writer thread has stopped"))?;
         }
         rx.await
-            .map_err(|_| StoreError::unavailable("the SQLite writer thread has stopped"))?
+            .map_err(|_| unavailable("the SQLite writer thread has stopped"))?
     }
 
     async fn read<T: Send + 'static>(
@@ -200,7 +200,7 @@ impl SqliteStore {
             .clone()
             .acquire_owned()
             .await
-            .map_err(|_| StoreError::unavailable("the SQLite store is closed"))?;
+            .map_err(|_| unavailable("the SQLite store is closed"))?;
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
@@ -224,8 +224,16 @@ impl SqliteStore {
             out
         })
         .await
-        .map_err(StoreError::other)?
+        .map_err(other)?
     }
+}
+
+fn unavailable(e: impl Into<crate::store::BoxError>) -> StoreError {
+    StoreError::unavailable_in(BACKEND, e)
+}
+
+fn other(e: impl Into<crate::store::BoxError>) -> StoreError {
+    StoreError::other_in(BACKEND, e)
 }
 
 fn open_connection(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
@@ -235,12 +243,11 @@ fn open_connection(path: &Path, read_only: bool) -> Result<Connection, StoreErro
     if !read_only {
         flags |= OpenFlags::SQLITE_OPEN_CREATE;
     }
-    let conn = Connection::open_with_flags(path, flags).map_err(StoreError::unavailable)?;
-    conn.busy_timeout(BUSY_TIMEOUT)
-        .map_err(StoreError::unavailable)?;
+    let conn = Connection::open_with_flags(path, flags).map_err(unavailable)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(unavailable)?;
     if !read_only {
         conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(StoreError::unavailable)?;
+            .map_err(unavailable)?;
     }
     Ok(conn)
 }
@@ -266,64 +273,15 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
          CREATE INDEX IF NOT EXISTS cloakroom_sessions_user ON cloakroom_sessions (user) WHERE user IS NOT NULL;
          COMMIT;",
     )
-    .map_err(StoreError::unavailable)?;
+    .map_err(unavailable)?;
     let version: i64 = conn
         .query_row(
             "SELECT value FROM cloakroom_meta WHERE name = 'schema_version'",
             [],
             |r| r.get(0),
         )
-        .map_err(StoreError::unavailable)?;
-    if version > SCHEMA_VERSION {
-        return Err(StoreError::corrupt(format!(
-            "session database schema version {version} is newer than this build supports ({SCHEMA_VERSION}); upgrade cloakroom"
-        )));
-    }
-    Ok(())
-}
-
-fn millis(t: Timestamp) -> i64 {
-    i64::try_from(t.as_millis()).unwrap_or(i64::MAX)
-}
-
-fn now_ms() -> i64 {
-    millis(Timestamp::now())
-}
-
-fn decode_row(bytes: Vec<u8>, idle_deadline: i64) -> Result<Record, StoreError> {
-    let mut record = Record::decode(&Bytes::from(bytes)).map_err(StoreError::corrupt)?;
-    record.idle_deadline = Timestamp::from_millis(u64::try_from(idle_deadline).unwrap_or(0));
-    Ok(record)
-}
-
-fn key_from(blob: &[u8]) -> Result<StorageKey, StoreError> {
-    <[u8; 32]>::try_from(blob)
-        .map(StorageKey)
-        .map_err(|_| StoreError::corrupt("storage key is not 32 bytes"))
-}
-
-/// A row to write, already encoded (encoding happens on the request's
-/// thread, not the writer's).
-struct Row {
-    version: i64,
-    user: Option<String>,
-    idle_deadline: i64,
-    absolute_deadline: i64,
-    expires_at: i64,
-    record: Vec<u8>,
-}
-
-impl Row {
-    fn of(r: &Record) -> Self {
-        Self {
-            version: i64::try_from(r.version).unwrap_or(i64::MAX),
-            user: r.user.clone(),
-            idle_deadline: millis(r.idle_deadline),
-            absolute_deadline: millis(r.absolute_deadline),
-            expires_at: millis(r.expires_at()),
-            record: r.encode().to_vec(),
-        }
-    }
+        .map_err(unavailable)?;
+    check_schema_version(BACKEND, "SQLite", version)
 }
 
 enum WriteOp {
@@ -385,7 +343,7 @@ fn run_batch(conn: &mut Connection, batch: Vec<Job>) {
     let n = batch.len();
     let results: Result<Vec<Result<Reply, StoreError>>, rusqlite::Error> = (|| {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let now = now_ms();
+        let now = sql_now();
         let mut out = Vec::with_capacity(n);
         for job in &batch {
             out.push(apply(&tx, &job.op, now)?);
@@ -408,7 +366,7 @@ fn run_batch(conn: &mut Connection, batch: Vec<Job>) {
         }
         Err(e) => {
             if let Some(job) = batch.into_iter().next() {
-                let _ = job.reply.send(Err(StoreError::unavailable(e)));
+                let _ = job.reply.send(Err(unavailable(e)));
             }
         }
     }
@@ -441,7 +399,7 @@ fn insert_if_absent(
             row.idle_deadline,
             row.absolute_deadline,
             row.expires_at,
-            row.record,
+            &row.record[..],
             now
         ])?;
     Ok(n == 1)
@@ -471,7 +429,7 @@ fn apply(tx: &Connection, op: &WriteOp, now: i64) -> rusqlite::Result<Result<Rep
                     row.idle_deadline,
                     row.absolute_deadline,
                     row.expires_at,
-                    row.record,
+                    &row.record[..],
                     now,
                     expected
                 ])?;
@@ -593,10 +551,10 @@ impl SessionStore for SqliteStore {
                     "SELECT record, idle_deadline FROM cloakroom_sessions WHERE key = ?1 AND expires_at > ?2",
                 )
                 .and_then(|mut s| {
-                    s.query_row(params![&key.0[..], now_ms()], |r| Ok((r.get(0)?, r.get(1)?)))
+                    s.query_row(params![&key.0[..], sql_now()], |r| Ok((r.get(0)?, r.get(1)?)))
                         .optional()
                 })
-                .map_err(StoreError::unavailable)?;
+                .map_err(unavailable)?;
             row.map(|(bytes, idle)| decode_row(bytes, idle)).transpose()
         })
         .await
@@ -612,7 +570,7 @@ impl SessionStore for SqliteStore {
             self.write(WriteOp::Save {
                 key: *key,
                 row: Row::of(record),
-                expected: i64::try_from(expected_version).unwrap_or(i64::MAX),
+                expected: sql_version(expected_version),
             })
             .await,
         )
@@ -622,7 +580,7 @@ impl SessionStore for SqliteStore {
         expect_done(
             self.write(WriteOp::Touch {
                 key: *key,
-                idle_deadline: millis(idle_deadline),
+                idle_deadline: sql_millis(idle_deadline),
             })
             .await,
         )
@@ -656,19 +614,19 @@ impl SessionStore for SqliteStore {
                     "SELECT key, record, idle_deadline FROM cloakroom_sessions
                      WHERE user = ?1 AND expires_at > ?2",
                 )
-                .map_err(StoreError::unavailable)?;
+                .map_err(unavailable)?;
             let rows = stmt
-                .query_map(params![user, now_ms()], |r| {
+                .query_map(params![user, sql_now()], |r| {
                     Ok((
                         r.get::<_, Vec<u8>>(0)?,
                         r.get::<_, Vec<u8>>(1)?,
                         r.get::<_, i64>(2)?,
                     ))
                 })
-                .map_err(StoreError::unavailable)?;
+                .map_err(unavailable)?;
             let mut out = Vec::new();
             for row in rows {
-                let (key, bytes, idle) = row.map_err(StoreError::unavailable)?;
+                let (key, bytes, idle) = row.map_err(unavailable)?;
                 out.push(UserSession {
                     key: key_from(&key)?,
                     record: decode_row(bytes, idle)?,
@@ -699,13 +657,11 @@ impl SessionStore for SqliteStore {
     }
 
     async fn delete_expired(&self) -> Result<u64, StoreError> {
-        let mut total = 0;
-        loop {
-            let n = expect_count(self.write(WriteOp::ReapBatch).await)?;
-            total += n;
-            if n < REAP_BATCH as u64 {
-                return Ok(total);
-            }
-        }
+        // One transaction of the writer per batch: the requests queued
+        // behind it commit in between.
+        reap_in_batches(&mut self.clone(), |store| {
+            Box::pin(async move { expect_count(store.write(WriteOp::ReapBatch).await) })
+        })
+        .await
     }
 }

@@ -1,9 +1,18 @@
-//! White-box tests of the tiered store.
+//! The tiered store's revocation guarantees (S29) under every interleaving
+//! of a read-through fill with a delete, rotate or log-out-everywhere, with
+//! a `MemoryStore` and (feature `redis`) a real Redis as the shared cache,
+//! and during cache outages.
+#![allow(clippy::unwrap_used)]
 
-use super::test_stores::{FlakyStore, PausingStore};
-use super::*;
-use crate::id::SessionId;
-use crate::store::MemoryStore;
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cloakroom::store::{MemoryStore, SessionStore, StoreError, TieredStore};
+use cloakroom::{Record, SessionId, Timestamp};
+use support::TestStore;
+use support::pausing::PausingStore;
 
 fn record() -> Record {
     let mut r = Record::new(
@@ -271,10 +280,10 @@ async fn redis_cache() -> Option<Arc<dyn SessionStore>> {
         "cloakroom-test:tiered:{}:",
         &SessionId::generate().storage_key().to_hex()[..16]
     );
-    match crate::store::RedisStore::connect(&crate::store::test_services::redis_url()).await {
+    match cloakroom::store::RedisStore::connect(&support::services::redis_url()).await {
         Ok(store) => Some(Arc::new(store.with_prefix(prefix))),
         Err(e) => {
-            crate::store::conformance::skip_service("redis", &e);
+            cloakroom::store::conformance::skip_service("redis", &e);
             None
         }
     }
@@ -294,7 +303,9 @@ race_tests!(
 #[tokio::test]
 async fn ending_sessions_works_during_a_cache_outage() {
     let durable = Arc::new(MemoryStore::new());
-    let t = TieredStore::new(Arc::new(FlakyStore::down()), durable.clone());
+    let cache = TestStore::new(MemoryStore::new());
+    cache.set_down(true);
+    let t = TieredStore::new(cache, durable.clone());
 
     let key = SessionId::generate().storage_key();
     t.create(&key, &record()).await.unwrap();
@@ -327,8 +338,8 @@ async fn ending_sessions_works_during_a_cache_outage() {
 /// but never for longer than the cache TTL after the delete (S29).
 #[tokio::test]
 async fn a_copy_stranded_by_an_outage_dies_within_the_cache_ttl() {
-    let cache = FlakyStore::default();
-    let t = TieredStore::new(Arc::new(cache.clone()), Arc::new(MemoryStore::new()))
+    let cache = TestStore::new(MemoryStore::new());
+    let t = TieredStore::new(cache.clone(), Arc::new(MemoryStore::new()))
         .with_cache_ttl(Duration::from_millis(300));
     let key = SessionId::generate().storage_key();
     t.create(&key, &record()).await.unwrap();

@@ -1,6 +1,13 @@
-//! Shared helpers for the integration tests: a test app, a request helper,
-//! and store wrappers that count calls or fail on demand.
+//! The integration tests' one support module: a test app, a request
+//! helper, store wrappers that count calls or fail on demand, and (in
+//! `services`) where the test servers are and how throwaway databases are
+//! named.
 #![allow(dead_code, missing_docs)]
+
+pub mod pausing;
+pub mod services;
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+pub mod sql;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -269,4 +276,22 @@ impl<S: SessionStore> SessionStore for TestStore<S> {
         self.enter(true)?;
         self.inner.delete_expired().await
     }
+}
+
+/// A live record (30-minute idle, 12-hour absolute deadline) at version 1,
+/// optionally signed in as `user`.
+pub fn live_record(user: Option<&str>) -> Record {
+    let mut r = Record::new(
+        Timestamp::now(),
+        std::time::Duration::from_secs(1800),
+        std::time::Duration::from_secs(43_200),
+    );
+    r.version = 1;
+    r.user = user.map(str::to_owned);
+    r
+}
+
+/// Whether `needle` occurs in `haystack`.
+pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }

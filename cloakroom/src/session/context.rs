@@ -1,0 +1,126 @@
+//! What every request of one layer shares: the configuration and the mode
+//! its sessions are kept in.
+
+use http::HeaderValue;
+
+use super::error::SessionError;
+use super::mode::{Mode, RevokeError};
+use super::sealed::SealedMode;
+use super::server::ServerMode;
+use super::state::{IfEnded, State};
+use super::visitor::{Presented, Visitor};
+use crate::config::{ConfigError, SessionConfig};
+use crate::id::StorageKey;
+use crate::record::Record;
+use crate::store::StoreError;
+
+/// The mode of a layer's sessions: one of the [`Mode`] implementations,
+/// chosen once when the layer is built (dispatched here, in one place).
+pub(crate) enum Engine {
+    Server(ServerMode),
+    Sealed(SealedMode),
+}
+
+/// The shared, validated configuration behind a
+/// [`SessionLayer`](crate::SessionLayer).
+pub(crate) struct Context {
+    pub(crate) config: SessionConfig,
+    pub(crate) engine: Engine,
+}
+
+impl Context {
+    /// Validates `config` for `engine`.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] for a cookie browsers would drop (S10), impossible
+    /// timeouts, or client-side revocation on a volatile store.
+    pub(crate) fn new(config: SessionConfig, engine: Engine) -> Result<Self, ConfigError> {
+        if let Engine::Sealed(sealed) = &engine
+            && sealed.has_unaccepted_volatile_epochs()
+        {
+            return Err(ConfigError::VolatileRevocationStore);
+        }
+        Ok(Self {
+            config: config.validate()?,
+            engine,
+        })
+    }
+}
+
+/// Runs `$call` on whichever mode the engine holds.
+macro_rules! dispatch {
+    ($engine:expr, $mode:ident => $call:expr) => {
+        match $engine {
+            Engine::Server($mode) => $call,
+            Engine::Sealed($mode) => $call,
+        }
+    };
+}
+
+impl Mode for Engine {
+    fn presented(&self, cookies: &[HeaderValue], name: &str) -> (Presented, usize) {
+        dispatch!(self, m => m.presented(cookies, name))
+    }
+
+    async fn load(
+        &self,
+        cfg: &SessionConfig,
+        presented: &Presented,
+        state: &mut State,
+    ) -> Result<(), StoreError> {
+        dispatch!(self, m => m.load(cfg, presented, state).await)
+    }
+
+    async fn delete(&self, key: &StorageKey) -> Result<(), StoreError> {
+        dispatch!(self, m => m.delete(key).await)
+    }
+
+    fn checks_inserts(&self) -> bool {
+        dispatch!(self, m => m.checks_inserts())
+    }
+
+    fn admit(
+        &self,
+        cfg: &SessionConfig,
+        state: &State,
+        name: &str,
+        bytes: &bytes::Bytes,
+    ) -> Result<(), SessionError> {
+        dispatch!(self, m => m.admit(cfg, state, name, bytes))
+    }
+
+    async fn reissue(
+        &self,
+        cfg: &SessionConfig,
+        visitor: &Visitor,
+        state: &mut State,
+        record: Record,
+        if_ended: IfEnded,
+    ) -> Result<(), SessionError> {
+        dispatch!(self, m => m.reissue(cfg, visitor, state, record, if_ended).await)
+    }
+
+    async fn revoke_user(&self, user: &str) -> Result<(), RevokeError> {
+        dispatch!(self, m => m.revoke_user(user).await)
+    }
+
+    async fn finish(
+        &self,
+        cfg: &SessionConfig,
+        presented: &Presented,
+        state: &mut State,
+        dirty: bool,
+    ) {
+        dispatch!(self, m => m.finish(cfg, presented, state, dirty).await);
+    }
+
+    fn set_cookies(
+        &self,
+        cfg: &SessionConfig,
+        presented_chunks: usize,
+        state: &mut State,
+    ) -> Vec<HeaderValue> {
+        dispatch!(self, m => m.set_cookies(cfg, presented_chunks, state))
+    }
+}

@@ -1,0 +1,95 @@
+//! [`SessionError`]: what a [`Session`](super::Session) method can fail with.
+
+use std::sync::Arc;
+
+use super::handle::MAX_USER_BYTES;
+use crate::record::DecodeError;
+use crate::store::StoreError;
+
+/// An error from a [`Session`](crate::Session) method.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionError {
+    /// The store failed. The layer answers with its
+    /// [`OnStoreFailure`](crate::OnStoreFailure) response, whatever the handler returns.
+    #[error(transparent)]
+    Store(Arc<StoreError>),
+    /// A stored value does not deserialize into the requested type. The
+    /// stored value is left as it was.
+    #[error("session value {key:?} could not be read: {source}")]
+    Decode {
+        /// The key asked for.
+        key: String,
+        /// Why it failed.
+        #[source]
+        source: DecodeError,
+    },
+    /// The value could not be serialized.
+    #[error("session value {key:?} could not be serialized: {source}")]
+    Encode {
+        /// The key written.
+        key: String,
+        /// Why it failed.
+        #[source]
+        source: DecodeError,
+    },
+    /// The encoded value is larger than the configured limit.
+    #[error(
+        "session value {key:?} is {size} bytes, over the {limit}-byte limit; keep large data in your database and its id in the session"
+    )]
+    ValueTooLarge {
+        /// The key written.
+        key: String,
+        /// The encoded size.
+        size: usize,
+        /// The limit ([`SessionConfig::with_max_value_bytes`](crate::SessionConfig::with_max_value_bytes)).
+        limit: usize,
+    },
+    /// The key is empty, longer than 256 bytes, or starts with a control
+    /// character (reserved).
+    #[error("session keys must be 1 to 256 bytes long and not start with a control character")]
+    InvalidKey,
+    /// Client-side sessions: the record would no longer fit its cookie(s).
+    /// The value was not inserted.
+    #[error(
+        "the session would be {size} bytes sealed, more than its cookies hold; store less or enable chunking"
+    )]
+    CookieTooLarge {
+        /// The estimated sealed size.
+        size: usize,
+    },
+    /// The user passed to `login` is empty or longer than 1 KiB.
+    #[error("the signed-in user must be 1 to {MAX_USER_BYTES} bytes long")]
+    InvalidUser,
+    /// The value nests deeper than records can be read back
+    /// ([`MAX_VALUE_DEPTH`](crate::record::MAX_VALUE_DEPTH)). The value was
+    /// not inserted.
+    #[error("session value {key:?} nests deeper than {limit} levels; flatten it")]
+    ValueTooDeep {
+        /// The key written.
+        key: String,
+        /// The nesting limit.
+        limit: usize,
+    },
+    /// The record would exceed the configured size limit
+    /// ([`SessionConfig::with_max_record_bytes`](crate::SessionConfig::with_max_record_bytes));
+    /// nothing was written.
+    #[error(
+        "the session record would be {size} bytes, over the {limit}-byte limit; keep large data in your database and its id in the session"
+    )]
+    RecordTooLarge {
+        /// The encoded size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// [`Session::logout_everywhere`](crate::Session::logout_everywhere) on client-side sessions without
+    /// revocation configured: the other devices' cookies cannot be ended.
+    /// Nothing was changed; configure
+    /// [`ClientSessions::with_revocation`](crate::client_side::ClientSessions::with_revocation),
+    /// or call [`Session::logout`](crate::Session::logout) to sign out this device only.
+    #[error(
+        "cannot sign out other devices: client-side revocation is not configured (ClientSessions::with_revocation)"
+    )]
+    RevocationNotConfigured,
+}

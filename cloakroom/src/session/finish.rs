@@ -1,0 +1,52 @@
+//! The end of a request: save, touch or re-seal, then the cookie.
+
+use super::handle::Session;
+use super::mode::Mode;
+use super::state::{CookieAction, Outcome};
+
+impl Session {
+    /// Saves, touches or does nothing, after the handler's response is
+    /// built; returns what to add to the response.
+    pub(crate) async fn finish(&self, server_error: bool) -> Outcome {
+        let mut state = self.inner.state.lock().await;
+        if state.finished {
+            return Outcome {
+                set_cookies: Vec::new(),
+                failure: None,
+            };
+        }
+        state.finished = true;
+        let ctx = &self.inner.ctx;
+        let dirty = !state.pending.is_empty();
+        if server_error {
+            // The handler failed half-way: its values are not kept, though
+            // a sign-in or sign-out that already happened still shows in
+            // the cookie.
+            if dirty {
+                tracing::debug!("not saving session changes of a 5xx response");
+            }
+        } else if dirty || state.loaded {
+            if !state.loaded {
+                // Writes without reads: load now so the changes merge into
+                // the stored record rather than replace it. A failure is
+                // recorded for the layer's policy.
+                let _ = self.ensure_loaded(&mut state).await;
+            }
+            let (presented, _) = self.presented();
+            ctx.engine
+                .finish(&ctx.config, presented, &mut state, dirty)
+                .await;
+        }
+        // An untouched session gets here without its cookie parsed.
+        let set_cookies = if state.cookie == CookieAction::None {
+            Vec::new()
+        } else {
+            let chunks = self.presented().1;
+            ctx.engine.set_cookies(&ctx.config, chunks, &mut state)
+        };
+        Outcome {
+            set_cookies,
+            failure: state.failure.clone(),
+        }
+    }
+}

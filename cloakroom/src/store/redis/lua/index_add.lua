@@ -1,0 +1,2 @@
+index_add(KEYS[1], ARGV[1], ARGV[2], ARGV[3], true)
+return 1
