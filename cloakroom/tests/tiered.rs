@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cloakroom::store::{MemoryStore, SessionStore, StoreError, TieredStore};
-use cloakroom::{Record, SessionId, Timestamp};
+use cloakroom::{Record, SessionId, StorageKey, Timestamp};
 use support::TestStore;
 use support::pausing::PausingStore;
 
@@ -105,20 +105,30 @@ fn shared_pair(cache: Arc<dyn SessionStore>) -> (Arc<PausingStore>, TieredStore,
     (durable, a, b)
 }
 
+/// Starts `a.load(key)`, holds it between its durable answer and its cache
+/// fill while `meanwhile` runs, then lets the fill go on; returns `a`'s
+/// answer (which began before `meanwhile`, so it may be the old record).
+async fn with_fill_paused(
+    durable: &PausingStore,
+    a: TieredStore,
+    key: StorageKey,
+    meanwhile: impl std::future::Future<Output = ()>,
+) -> Option<Record> {
+    durable.load.arm();
+    let reader = tokio::spawn(async move { a.load(&key).await });
+    durable.load.reached.notified().await;
+    meanwhile.await;
+    durable.load.resume.notify_one();
+    reader.await.unwrap().unwrap()
+}
+
 /// S29 regression: a read-through fill that read the durable record before
 /// a delete and fills after it must not make the revoked session visible.
 async fn a_fill_racing_a_delete_never_resurrects_it(cache: Arc<dyn SessionStore>) {
     let (durable, a, b) = shared_pair(cache);
     let key = SessionId::generate().storage_key();
     durable.create(&key, &record()).await.unwrap();
-    durable.load.arm();
-    let reader = tokio::spawn(async move { a.load(&key).await });
-    // a has the live record in hand and has not filled the cache yet.
-    durable.load.reached.notified().await;
-    b.delete(&key).await.unwrap();
-    durable.load.resume.notify_one();
-    // a's own answer began before the delete; it may be the old record.
-    reader.await.unwrap().unwrap();
+    with_fill_paused(&durable, a, key, async { b.delete(&key).await.unwrap() }).await;
     assert!(
         b.load(&key).await.unwrap().is_none(),
         "a fill that started before the delete served the revoked session from the shared cache"
@@ -130,12 +140,10 @@ async fn a_fill_racing_delete_by_user_never_resurrects_it(cache: Arc<dyn Session
     let (durable, a, b) = shared_pair(cache);
     let key = SessionId::generate().storage_key();
     durable.create(&key, &record()).await.unwrap();
-    durable.load.arm();
-    let reader = tokio::spawn(async move { a.load(&key).await });
-    durable.load.reached.notified().await;
-    assert_eq!(b.delete_by_user("alice", None).await.unwrap(), 1);
-    durable.load.resume.notify_one();
-    reader.await.unwrap().unwrap();
+    with_fill_paused(&durable, a, key, async {
+        assert_eq!(b.delete_by_user("alice", None).await.unwrap(), 1);
+    })
+    .await;
     assert!(
         b.load(&key).await.unwrap().is_none(),
         "a fill that started before delete_by_user served a revoked session"
@@ -148,12 +156,10 @@ async fn a_fill_racing_rotate_never_revives_the_old_key(cache: Arc<dyn SessionSt
     let old = SessionId::generate().storage_key();
     let new = SessionId::generate().storage_key();
     durable.create(&old, &record()).await.unwrap();
-    durable.load.arm();
-    let reader = tokio::spawn(async move { a.load(&old).await });
-    durable.load.reached.notified().await;
-    b.rotate(&old, &new, &record()).await.unwrap();
-    durable.load.resume.notify_one();
-    reader.await.unwrap().unwrap();
+    with_fill_paused(&durable, a, old, async {
+        b.rotate(&old, &new, &record()).await.unwrap();
+    })
+    .await;
     assert!(
         b.load(&old).await.unwrap().is_none(),
         "a fill that started before the rotation served the old key"
@@ -167,14 +173,13 @@ async fn a_slow_fill_never_replaces_a_newer_save(cache: Arc<dyn SessionStore>) {
     let (durable, a, b) = shared_pair(cache);
     let key = SessionId::generate().storage_key();
     durable.create(&key, &record()).await.unwrap();
-    durable.load.arm();
-    let reader = tokio::spawn(async move { a.load(&key).await });
-    durable.load.reached.notified().await;
     let mut next = record();
     next.version = 2;
-    b.save(&key, &next, 1).await.unwrap();
-    durable.load.resume.notify_one();
-    assert_eq!(reader.await.unwrap().unwrap().unwrap().version, 1);
+    let answer = with_fill_paused(&durable, a, key, async {
+        b.save(&key, &next, 1).await.unwrap();
+    })
+    .await;
+    assert_eq!(answer.unwrap().version, 1);
     assert_eq!(
         b.load(&key).await.unwrap().unwrap().version,
         2,
@@ -188,17 +193,16 @@ async fn concurrent_fills_never_leave_an_older_version_cached(cache: Arc<dyn Ses
     let (durable, a, b) = shared_pair(cache);
     let key = SessionId::generate().storage_key();
     durable.create(&key, &record()).await.unwrap();
-    durable.load.arm();
-    let reader = tokio::spawn(async move { a.load(&key).await });
-    durable.load.reached.notified().await;
-    // Another process (no shared cache) saves version 2 ...
     let mut next = record();
     next.version = 2;
-    durable.save(&key, &next, 1).await.unwrap();
-    // ... and b reads it through, filling version 2.
-    assert_eq!(b.load(&key).await.unwrap().unwrap().version, 2);
-    durable.load.resume.notify_one();
-    assert_eq!(reader.await.unwrap().unwrap().unwrap().version, 1);
+    let answer = with_fill_paused(&durable, a, key, async {
+        // Another process (no shared cache) saves version 2 ...
+        durable.save(&key, &next, 1).await.unwrap();
+        // ... and b reads it through, filling version 2.
+        assert_eq!(b.load(&key).await.unwrap().unwrap().version, 2);
+    })
+    .await;
+    assert_eq!(answer.unwrap().version, 1);
     assert_eq!(
         b.load(&key).await.unwrap().unwrap().version,
         2,
