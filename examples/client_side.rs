@@ -7,7 +7,7 @@
 //! ```text
 //! curl -c jar -b jar -X POST 'http://localhost:3003/login?user=alice'
 //! curl -c jar -b jar http://localhost:3003/
-//! curl -c jar -b jar -X POST http://localhost:3003/note --data-binary @README.md
+//! head -c 3000 /dev/urandom | base64 | curl -c jar -b jar -X POST http://localhost:3003/note --data-binary @-
 //! curl -c jar -b jar http://localhost:3003/cookie-size
 //! curl -c jar -b jar -X POST http://localhost:3003/logout-everywhere
 //! ```

@@ -194,7 +194,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let name = std::env::args().nth(1).unwrap_or_else(|| "503".to_owned());
     let policy = policy(&name)
         .ok_or_else(|| format!("unknown policy {name:?}; use 503, anonymous or json"))?;
-    println!("store-failure policy: {policy:?}");
+    println!("store-failure policy: {name}");
     let app = app(policy)?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3005").await?;
     println!("listening on http://localhost:3005/");
