@@ -9,6 +9,7 @@ use cloakroom::{LoginOptions, Session, SessionError};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use crate::log_safe::LogPseudonyms;
 use crate::password::{PasswordError, PasswordHasherPool};
 use crate::users::{UserStore, UserStoreError};
 
@@ -30,6 +31,9 @@ const INVALID_CREDENTIALS: &str = "invalid username or password";
 pub(crate) struct AppState {
     pub(crate) users: UserStore,
     pub(crate) passwords: PasswordHasherPool,
+    /// Typed text that is not known to be a username is logged as this
+    /// keyed pseudonym, never raw (defect 14).
+    pub(crate) pseudonyms: LogPseudonyms,
 }
 
 /// An error answered as `{"error": "..."}` with a status code.
@@ -218,7 +222,9 @@ pub(crate) async fn register(
     check_password(&body.password)?;
     let hash = state.passwords.hash(body.password).await?;
     state.users.create(&body.username, &hash).await?;
-    tracing::info!(username = %body.username, "user registered");
+    // Checked above: 1 to 64 characters of [A-Za-z0-9_.-], and now a
+    // registered name. Recorded as a string, so it is quoted and escaped.
+    tracing::info!(username = body.username.as_str(), "user registered");
     Ok((
         StatusCode::CREATED,
         Json(json!({ "username": body.username })),
@@ -242,8 +248,22 @@ pub(crate) async fn login(
     } else {
         None
     };
+    let known_user = stored.is_some();
     if !state.passwords.verify(stored, body.password).await? {
-        tracing::info!(username = %body.username, "sign-in refused");
+        // The name as typed may hold a newline (a forged log line) or a
+        // password typed into the wrong field: only a registered name is
+        // logged as is, anything else as its keyed pseudonym.
+        if known_user {
+            tracing::info!(
+                username = body.username.as_str(),
+                "sign-in refused: wrong password"
+            );
+        } else {
+            tracing::info!(
+                username_pseudonym = state.pseudonyms.of(&body.username),
+                "sign-in refused: no such user"
+            );
+        }
         return Err(ApiError::unauthorized(INVALID_CREDENTIALS));
     }
     session
@@ -252,7 +272,11 @@ pub(crate) async fn login(
             LoginOptions::remember_me(body.remember_me),
         )
         .await?;
-    tracing::info!(username = %body.username, remember_me = body.remember_me, "signed in");
+    tracing::info!(
+        username = body.username.as_str(),
+        remember_me = body.remember_me,
+        "signed in"
+    );
     Ok(Json(json!({ "username": body.username })))
 }
 

@@ -45,6 +45,10 @@
 //! * Passwords are hashed with Argon2id (default parameters), a bounded
 //!   number at a time; an unknown username costs the same verification as
 //!   a known one.
+//! * Logs never carry text a client typed: a refused sign-in logs the name
+//!   only if it is a registered username, otherwise a keyed pseudonym
+//!   (HMAC-SHA-256 under a per-process random key), and the request log
+//!   names the route, not the path.
 //! * There is no login throttling and no CSRF token: the JSON API relies on
 //!   `SameSite=Lax` and on `Content-Type: application/json` forcing a CORS
 //!   preflight for cross-site requests.
@@ -69,6 +73,7 @@ use cloakroom::{ConfigError, CookieConfig, OnStoreFailure, SessionConfig, Sessio
 pub mod admin;
 mod api;
 pub mod cli;
+mod log_safe;
 pub mod password;
 mod store_spec;
 pub mod users;
@@ -80,6 +85,7 @@ pub use api::{
 pub use store_spec::{ACCEPTED_FORMS, DEFAULT_STORE, StoreSpec, StoreSpecError, redact};
 pub use users::{UserStore, UserStoreError};
 
+use crate::log_safe::{LogPseudonyms, route_of};
 use crate::password::{PasswordError, PasswordHasherPool};
 
 /// Largest request body accepted: 64 KiB.
@@ -266,6 +272,9 @@ pub enum DemoError {
     /// The keys for sealed cookies are missing or unusable.
     #[error("cookie mode keys: {0}")]
     Keys(String),
+    /// The operating system's random source failed.
+    #[error("no randomness for the log pseudonym key: {0}")]
+    Random(String),
 }
 
 /// Builds the demo router on the stores `opts.store` names, and starts the
@@ -334,6 +343,7 @@ pub async fn build_app_with_stores(
     let state = api::AppState {
         users: stores.users.clone(),
         passwords: PasswordHasherPool::new(concurrency).await?,
+        pseudonyms: LogPseudonyms::random().map_err(|e| DemoError::Random(e.to_string()))?,
     };
     let router = Router::new()
         .route("/api/register", post(api::register))
@@ -421,12 +431,14 @@ fn store_failure_response(_err: &StoreError) -> axum::http::Response<String> {
 
 async fn log_request(req: Request, next: Next) -> Response {
     let method = req.method().clone();
-    let path = req.uri().path().to_owned();
+    // The route, not the path: a data key or a mistyped URL is the
+    // client's text (defect 14).
+    let route = route_of(req.uri().path());
     let started = std::time::Instant::now();
     let res = next.run(req).await;
     tracing::info!(
         %method,
-        path,
+        route,
         status = res.status().as_u16(),
         elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         "request"
