@@ -57,7 +57,7 @@ async fn add(
 ) -> Result<Json<Cart>, SessionError> {
     let quantity = cart.items.entry(add.item).or_default();
     *quantity = quantity.saturating_add(add.quantity);
-    cart.save().await?;
+    cart.write_back().await?;
     Ok(Json(cart.into_inner()))
 }
 

@@ -187,14 +187,28 @@ impl ClientSessions {
     ///
     /// # Errors
     ///
-    /// [`StoreError`] if the epoch store fails, or
-    /// [`StoreError::NotFound`] if revocation is not configured.
-    pub async fn revoke_user(&self, user: &str) -> Result<u64, StoreError> {
+    /// [`RevokeError::NotConfigured`] without
+    /// [`ClientSessions::with_revocation`]; [`RevokeError::Store`] if the
+    /// epoch store fails. Either way nothing was revoked.
+    pub async fn revoke_user(&self, user: &str) -> Result<u64, RevokeError> {
         match &self.epochs {
-            Some(e) => e.bump(user).await,
-            None => Err(StoreError::NotFound),
+            Some(e) => e.bump(user).await.map_err(RevokeError::Store),
+            None => Err(RevokeError::NotConfigured),
         }
     }
+}
+
+/// Why [`ClientSessions::revoke_user`] revoked nothing.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RevokeError {
+    /// Revocation is not configured: cookies cannot be ended before they
+    /// expire ([`ClientSessions::with_revocation`] turns it on).
+    #[error("client-side revocation is not configured (ClientSessions::with_revocation)")]
+    NotConfigured,
+    /// The epoch store failed.
+    #[error(transparent)]
+    Store(StoreError),
 }
 
 /// Per-user revocation epochs, kept in a [`SessionStore`] and cached.

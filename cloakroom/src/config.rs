@@ -180,13 +180,17 @@ impl SessionConfig {
         self
     }
 
-    /// Draws new IDs from `f` instead of [`SessionId::generate`].
+    /// Draws new IDs from `f` instead of [`SessionId::generate`]. Insecure,
+    /// as its name says: anything but the OS CSPRNG makes sessions
+    /// guessable.
     ///
     /// For tests only (for instance, forcing a collision to prove that a
-    /// colliding ID is never reused, S7). Anything but the OS CSPRNG makes
-    /// sessions guessable.
+    /// colliding ID is never reused, S7).
     #[must_use]
-    pub fn with_id_generator(mut self, f: impl Fn() -> SessionId + Send + Sync + 'static) -> Self {
+    pub fn with_insecure_id_generator(
+        mut self,
+        f: impl Fn() -> SessionId + Send + Sync + 'static,
+    ) -> Self {
         self.new_id = Arc::new(f);
         self
     }

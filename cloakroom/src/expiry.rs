@@ -14,8 +14,6 @@
 //! forward at most once per [`Expiry::touch_interval`] (default 60 s).
 
 use std::fmt;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// A point in time: milliseconds since the Unix epoch, UTC.
@@ -139,42 +137,55 @@ impl Clock for SystemClock {
     }
 }
 
-/// A clock that moves only when told to; for tests of expiry.
-///
-/// ```
-/// use cloakroom::{Clock, MockClock};
-/// use std::time::Duration;
-///
-/// let clock = MockClock::new();
-/// let before = clock.now();
-/// clock.advance(Duration::from_secs(31 * 60));
-/// assert_eq!(clock.now().since(before), Duration::from_secs(31 * 60));
-/// ```
-#[derive(Debug, Clone)]
-pub struct MockClock(Arc<AtomicU64>);
+#[cfg(any(test, feature = "test-util"))]
+pub use mock_clock::MockClock;
 
-impl MockClock {
-    /// A mock clock starting at the current wall-clock time.
-    #[must_use]
-    pub fn new() -> Self {
-        Self(Arc::new(AtomicU64::new(Timestamp::now().as_millis())))
+/// The test clock (feature `test-util`).
+#[cfg(any(test, feature = "test-util"))]
+mod mock_clock {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::Duration;
+
+    use super::{Clock, Timestamp, duration_millis};
+
+    /// A clock that moves only when told to; for tests of expiry.
+    ///
+    /// ```
+    /// use cloakroom::{Clock, MockClock};
+    /// use std::time::Duration;
+    ///
+    /// let clock = MockClock::new();
+    /// let before = clock.now();
+    /// clock.advance(Duration::from_secs(31 * 60));
+    /// assert_eq!(clock.now().since(before), Duration::from_secs(31 * 60));
+    /// ```
+    #[derive(Debug, Clone)]
+    pub struct MockClock(Arc<AtomicU64>);
+
+    impl MockClock {
+        /// A mock clock starting at the current wall-clock time.
+        #[must_use]
+        pub fn new() -> Self {
+            Self(Arc::new(AtomicU64::new(Timestamp::now().as_millis())))
+        }
+
+        /// Moves the clock forward.
+        pub fn advance(&self, d: Duration) {
+            self.0.fetch_add(duration_millis(d), Ordering::SeqCst);
+        }
     }
 
-    /// Moves the clock forward.
-    pub fn advance(&self, d: Duration) {
-        self.0.fetch_add(duration_millis(d), Ordering::SeqCst);
+    impl Default for MockClock {
+        fn default() -> Self {
+            Self::new()
+        }
     }
-}
 
-impl Default for MockClock {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Clock for MockClock {
-    fn now(&self) -> Timestamp {
-        Timestamp(self.0.load(Ordering::SeqCst))
+    impl Clock for MockClock {
+        fn now(&self) -> Timestamp {
+            Timestamp(self.0.load(Ordering::SeqCst))
+        }
     }
 }
 

@@ -9,11 +9,10 @@ use axum::extract::FromRequestParts;
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use http::request::Parts;
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 
 use crate::session::{Session, SessionError};
 use crate::store::StoreError;
+use crate::value::SessionValue;
 
 /// Rejection when the [`SessionLayer`](crate::SessionLayer) is missing.
 #[derive(Debug, Clone, Copy, thiserror::Error)]
@@ -64,28 +63,9 @@ impl IntoResponse for SessionError {
     }
 }
 
-/// A struct kept whole in the session under one key.
-///
-/// ```
-/// use cloakroom::SessionValue;
-/// use serde::{Deserialize, Serialize};
-///
-/// #[derive(Default, Serialize, Deserialize)]
-/// struct Cart {
-///     items: Vec<u32>,
-/// }
-///
-/// impl SessionValue for Cart {
-///     const KEY: &'static str = "cart";
-/// }
-/// ```
-pub trait SessionValue: Serialize + DeserializeOwned + Default + Send + Sync + 'static {
-    /// The session key the value lives under.
-    const KEY: &'static str;
-}
-
 /// Extracts a whole [`SessionValue`] struct (its `Default` if the session
-/// has none) and writes it back with [`SessionData::save`].
+/// has none) and puts it back into the session with
+/// [`SessionData::write_back`].
 ///
 /// Rejects with the [`SessionError`] response when the stored value cannot
 /// be read as `T` (`500`) or the store fails (`503`), and with `500` if the
@@ -102,7 +82,7 @@ pub trait SessionValue: Serialize + DeserializeOwned + Default + Send + Sync + '
 ///
 /// async fn add(mut cart: SessionData<Cart>) -> Result<String, cloakroom::SessionError> {
 ///     cart.items.push(42);
-///     cart.save().await?;
+///     cart.write_back().await?;
 ///     Ok(format!("{} items", cart.items.len()))
 /// }
 ///
@@ -117,12 +97,14 @@ pub struct SessionData<T: SessionValue> {
 }
 
 impl<T: SessionValue> SessionData<T> {
-    /// Writes the (possibly modified) value back to the session.
+    /// Puts the (possibly modified) value back into the session, as
+    /// [`Session::insert`] does: it is saved with the session's other
+    /// changes when the response is ready.
     ///
     /// # Errors
     ///
     /// As [`Session::insert`].
-    pub async fn save(&self) -> Result<(), SessionError> {
+    pub async fn write_back(&self) -> Result<(), SessionError> {
         self.session.insert(T::KEY, &self.value).await
     }
 

@@ -62,13 +62,17 @@ pub mod layer;
 pub mod record;
 mod session;
 pub mod store;
+mod value;
 
 pub use config::{ConfigError, FailureResponder, OnStoreFailure, SessionConfig};
 pub use cookie::{CookieConfig, SameSite};
-pub use expiry::{Clock, Expiry, MockClock, SystemClock, Timestamp};
+#[cfg(any(test, feature = "test-util"))]
+pub use expiry::MockClock;
+pub use expiry::{Clock, Expiry, SystemClock, Timestamp};
 #[cfg(feature = "axum")]
-pub use extract::{MissingSessionLayer, SessionData, SessionValue};
+pub use extract::{MissingSessionLayer, SessionData};
 pub use id::{SessionId, StorageKey};
 pub use layer::{ResponseFuture, SessionLayer, SessionLayerBuilder, SessionService, StoreFailure};
 pub use record::Record;
 pub use session::{LoginOptions, MAX_USER_BYTES, Session, SessionError, SessionInfo};
+pub use value::SessionValue;

@@ -437,7 +437,7 @@ async fn typed_extractor_round_trip() {
             post(|mut cart: SessionData<Cart>| async move {
                 let next = cart.items.len() as u32 + 1;
                 cart.items.push(next);
-                cart.save().await?;
+                cart.write_back().await?;
                 Ok::<_, SessionError>(format!("{:?}", cart.items))
             }),
         )

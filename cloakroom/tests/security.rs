@@ -209,13 +209,15 @@ async fn s7_colliding_id_is_never_reused() {
     let calls = Arc::new(AtomicUsize::new(0));
     let counter = calls.clone();
     let layer = SessionLayer::builder(memory.clone())
-        .config(SessionConfig::default().with_id_generator(move || {
-            if counter.fetch_add(1, Ordering::SeqCst) < 2 {
-                fixed_clone.clone()
-            } else {
-                SessionId::generate()
-            }
-        }))
+        .config(
+            SessionConfig::default().with_insecure_id_generator(move || {
+                if counter.fetch_add(1, Ordering::SeqCst) < 2 {
+                    fixed_clone.clone()
+                } else {
+                    SessionId::generate()
+                }
+            }),
+        )
         .build()
         .unwrap();
     let app = app_with(layer);

@@ -177,15 +177,14 @@ impl Mode for SealedMode {
     }
 
     async fn revoke_user(&self, user: &str) -> Result<(), RevokeError> {
-        match self.client.epochs() {
-            Some(_) => self
-                .client
-                .revoke_user(user)
-                .await
-                .map(drop)
-                .map_err(RevokeError::Store),
-            None => Err(RevokeError::NotConfigured),
-        }
+        self.client
+            .revoke_user(user)
+            .await
+            .map(drop)
+            .map_err(|e| match e {
+                client_side::RevokeError::NotConfigured => RevokeError::NotConfigured,
+                client_side::RevokeError::Store(e) => RevokeError::Store(e),
+            })
     }
 
     async fn finish(

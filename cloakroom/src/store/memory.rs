@@ -236,7 +236,8 @@ impl MemoryStore {
     }
 
     /// Every storage key and encoded record held, for tests that check what
-    /// a store keeps (S6).
+    /// a store keeps (S6). Feature `test-util`.
+    #[cfg(any(test, feature = "test-util"))]
     #[must_use]
     pub fn dump(&self) -> Vec<(StorageKey, Bytes)> {
         self.inner
