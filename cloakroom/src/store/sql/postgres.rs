@@ -2,22 +2,20 @@
 //!
 //! See [`PostgresStore`].
 
-use std::fmt;
-
 use async_trait::async_trait;
-use sqlx::Row as _;
-use sqlx::postgres::{PgConnection, PgExecutor, PgPool};
+use sqlx::postgres::{PgConnection, PgExecutor, PgPool, Postgres};
 
 use crate::expiry::Timestamp;
 use crate::id::StorageKey;
 use crate::record::Record;
-use crate::store::kit::{key_from, sql_millis, sql_now};
+use crate::store::kit::{sql_millis, sql_now};
 use crate::store::{SessionStore, StoreError, UserSession};
 
-use super::{
-    LockedConn, REAP_BATCH, Row, SCHEMA_VERSION, Schema, connect_pool, debug_pool, decode_row,
-    driver_error, reap_in_batches, sql_version,
+use super::server::{
+    Schema, SessionLock, driver_error, missed_save, reap_exclusively, record_at, server_store,
+    user_session,
 };
+use super::{REAP_BATCH, Row, SCHEMA_VERSION, sql_version};
 
 /// The backend, as errors name it.
 const BACKEND: &str = "postgres";
@@ -73,76 +71,68 @@ WHERE cloakroom_sessions.expires_at <= $8"#;
 
 const REAP_LOCK_ARGS: &str = "$1, 'cloakroom_sessions'::regclass::oid::int4";
 
-/// Sessions in PostgreSQL. Cheap to clone: clones share one connection
-/// pool.
-///
-/// ```no_run
-/// # async fn demo() -> Result<(), cloakroom::store::StoreError> {
-/// use cloakroom::{SessionLayer, store::PostgresStore};
-///
-/// let store = PostgresStore::connect("postgres://app@db.internal/app").await?;
-/// let layer = SessionLayer::new(store);
-/// # Ok(()) }
-/// ```
-///
-/// Expired rows are never returned; start
-/// [`spawn_reaper`](crate::store::spawn_reaper) to delete them.
-///
-/// # How it is built
-///
-/// * One table, `cloakroom_sessions`, keyed by the 32-byte SHA-256 storage
-///   key (`BYTEA`), so a dump of the database holds no usable session ID
-///   (S6). Each row carries the record's version (the compare-and-swap
-///   token), its user, its idle and absolute deadlines and `expires_at` (the
-///   earlier of the two), all in milliseconds since the Unix epoch, and the
-///   encoded record. It is indexed by `expires_at` (for the reaper) and by
-///   user (a hash index, so a principal of any length can be indexed).
-/// * The user is stored as bytes (`BYTEA`) and compared exactly: a
-///   principal may hold any character, NUL included, which `TEXT` refuses.
-/// * The schema is created on [`PostgresStore::from_pool`] and versioned in
-///   `cloakroom_meta` (`schema_version`). Migrations run in one transaction
-///   under `pg_advisory_xact_lock` (keyed by the target schema), so any
-///   number of instances may start at once; a database written by a newer cloakroom is refused with
-///   [`StoreError::Corrupt`]. When the schema is current, start-up runs no
-///   DDL, so the application's role needs no `CREATE` privilege after the
-///   first start.
-/// * Every operation is one statement, except `rotate` (insert the new row
-///   and delete the old one in one transaction) and a `save` that matched
-///   nothing (one `SELECT` tells a version conflict from a missing record).
-///   "Now" is the application's wall clock, passed as a parameter: rows
-///   whose `expires_at` has passed are invisible to every operation even
-///   before they are reaped.
-///
-/// # Reaping
-///
-/// Expired rows are deleted by [`delete_expired`](SessionStore::delete_expired)
-/// (driven by [`spawn_reaper`](crate::store::spawn_reaper) or the CLI), 1000
-/// rows per statement so requests interleave. Only one instance reaps at a
-/// time: a run takes a session-level advisory lock scoped to the table and
-/// returns `0` at once when another instance holds it.
-/// [`PostgresStore::try_reap`] tells the two cases apart. (The lock is
-/// session-level, so behind a pooler in transaction mode, such as PgBouncer
-/// with `pool_mode = transaction`, it cannot be relied on; connect the
-/// reaping instance directly.)
-///
-/// # Errors
-///
-/// Connection, pool and I/O failures, and transient server states (shutdown,
-/// too many connections, deadlock, serialization failure, read-only standby)
-/// are [`StoreError::Unavailable`]; rows that cannot be decoded are
-/// [`StoreError::Corrupt`]; anything else is [`StoreError::Other`].
-#[derive(Clone)]
-pub struct PostgresStore {
-    pool: PgPool,
-}
+server_store! {
+    /// Sessions in PostgreSQL. Cheap to clone: clones share one connection
+    /// pool.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), cloakroom::store::StoreError> {
+    /// use cloakroom::{SessionLayer, store::PostgresStore};
+    ///
+    /// let store = PostgresStore::connect("postgres://app@db.internal/app").await?;
+    /// let layer = SessionLayer::new(store);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// Expired rows are never returned; start
+    /// [`spawn_reaper`](crate::store::spawn_reaper) to delete them.
+    ///
+    /// # How it is built
+    ///
+    /// * One table, `cloakroom_sessions`, keyed by the 32-byte SHA-256 storage
+    ///   key (`BYTEA`), so a dump of the database holds no usable session ID
+    ///   (S6). Each row carries the record's version (the compare-and-swap
+    ///   token), its user, its idle and absolute deadlines and `expires_at` (the
+    ///   earlier of the two), all in milliseconds since the Unix epoch, and the
+    ///   encoded record. It is indexed by `expires_at` (for the reaper) and by
+    ///   user (a hash index, so a principal of any length can be indexed).
+    /// * The user is stored as bytes (`BYTEA`) and compared exactly: a
+    ///   principal may hold any character, NUL included, which `TEXT` refuses.
+    /// * The schema is created on [`PostgresStore::from_pool`] and versioned in
+    ///   `cloakroom_meta` (`schema_version`). Migrations run in one transaction
+    ///   under `pg_advisory_xact_lock` (keyed by the target schema), so any
+    ///   number of instances may start at once; a database written by a newer cloakroom is refused with
+    ///   [`StoreError::Corrupt`]. When the schema is current, start-up runs no
+    ///   DDL, so the application's role needs no `CREATE` privilege after the
+    ///   first start.
+    /// * Every operation is one statement, except `rotate` (insert the new row
+    ///   and delete the old one in one transaction) and a `save` that matched
+    ///   nothing (one `SELECT` tells a version conflict from a missing record).
+    ///   "Now" is the application's wall clock, passed as a parameter: rows
+    ///   whose `expires_at` has passed are invisible to every operation even
+    ///   before they are reaped.
+    ///
+    /// # Reaping
+    ///
+    /// Expired rows are deleted by [`delete_expired`](SessionStore::delete_expired)
+    /// (driven by [`spawn_reaper`](crate::store::spawn_reaper) or the CLI), 1000
+    /// rows per statement so requests interleave. Only one instance reaps at a
+    /// time: a run takes a session-level advisory lock scoped to the table and
+    /// returns `0` at once when another instance holds it.
+    /// [`PostgresStore::try_reap`] tells the two cases apart. (The lock is
+    /// session-level, so behind a pooler in transaction mode, such as PgBouncer
+    /// with `pool_mode = transaction`, it cannot be relied on; connect the
+    /// reaping instance directly.)
+    ///
+    /// # Errors
+    ///
+    /// Connection, pool and I/O failures, and transient server states (shutdown,
+    /// too many connections, deadlock, serialization failure, read-only standby)
+    /// are [`StoreError::Unavailable`]; rows that cannot be decoded are
+    /// [`StoreError::Corrupt`]; anything else is [`StoreError::Other`].
+    pub struct PostgresStore(PgPool);
+    errors: db_err;
 
-impl fmt::Debug for PostgresStore {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        debug_pool(f, "PostgresStore", &self.pool)
-    }
-}
-
-impl PostgresStore {
     /// Connects to the database at `url` (`postgres://user:password@host/db`)
     /// with a pool of up to 10 connections that waits at most 5 seconds for
     /// a free connection, then creates or migrates the schema. For other pool
@@ -154,9 +144,7 @@ impl PostgresStore {
     /// [`StoreError::Unavailable`] if the server cannot be reached,
     /// [`StoreError::Other`] for a malformed URL or a refused login, and as
     /// [`from_pool`](Self::from_pool).
-    pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        Self::from_pool(connect_pool(url).await.map_err(db_err)?).await
-    }
+    connect;
 
     /// Uses an existing pool, creating or migrating the schema first. The
     /// tables are created unqualified, in the first schema of the
@@ -169,16 +157,7 @@ impl PostgresStore {
     /// server cannot be reached or another instance's migration holds the
     /// lock for more than 10 seconds, [`StoreError::Other`] if the schema
     /// cannot be created (for example, missing privileges).
-    pub async fn from_pool(pool: PgPool) -> Result<Self, StoreError> {
-        migrate(&pool).await?;
-        Ok(Self { pool })
-    }
-
-    /// The underlying connection pool.
-    #[must_use]
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
+    from_pool => migrate;
 
     /// Deletes every expired record, unless another instance is already
     /// doing so: returns `Some(count)` after reaping, `None` at once if
@@ -193,32 +172,37 @@ impl PostgresStore {
     /// # Errors
     ///
     /// A backend failure.
-    pub async fn try_reap(&self) -> Result<Option<u64>, StoreError> {
-        let mut lock = LockedConn::new(self.pool.acquire().await.map_err(db_err)?);
-        let got: bool =
-            sqlx::query_scalar(&format!("SELECT pg_try_advisory_lock({REAP_LOCK_ARGS})"))
-                .bind(REAP_LOCK_CLASS)
-                .fetch_one(&mut *lock.conn)
-                .await
-                .map_err(db_err)?;
-        if !got {
-            lock.held = false;
-            return Ok(None);
-        }
-        let reaped = reap_in_batches(&mut *lock.conn, |c| Box::pin(reap_batch(c))).await;
-        let released: Result<bool, _> =
-            sqlx::query_scalar(&format!("SELECT pg_advisory_unlock({REAP_LOCK_ARGS})"))
-                .bind(REAP_LOCK_CLASS)
-                .fetch_one(&mut *lock.conn)
-                .await;
-        match released {
-            Ok(true) => lock.held = false,
-            // Dropping `lock` closes the connection, which frees the lock.
-            Ok(false) => tracing::warn!("the PostgreSQL reaper lock was not held at unlock"),
-            Err(e) => tracing::warn!(error = %e, "releasing the PostgreSQL reaper lock failed"),
-        }
-        reaped.map(Some)
+    try_reap => reap;
+}
+
+/// The reaper lock: a session-level advisory lock, keyed by the table.
+struct ReaperLock;
+
+impl SessionLock<Postgres> for ReaperLock {
+    fn name(&self) -> &'static str {
+        "the PostgreSQL reaper lock"
     }
+
+    async fn try_lock(&self, conn: &mut PgConnection) -> Result<bool, StoreError> {
+        let sql = format!("SELECT pg_try_advisory_lock({REAP_LOCK_ARGS})");
+        let got = sqlx::query_scalar(&sql)
+            .bind(REAP_LOCK_CLASS)
+            .fetch_one(conn);
+        got.await.map_err(db_err)
+    }
+
+    async fn unlock(&self, conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
+        let sql = format!("SELECT pg_advisory_unlock({REAP_LOCK_ARGS})");
+        sqlx::query_scalar(&sql)
+            .bind(REAP_LOCK_CLASS)
+            .fetch_one(conn)
+            .await
+    }
+}
+
+/// `try_reap`: the batched reap, under the reaper lock.
+async fn reap(pool: &PgPool) -> Result<Option<u64>, StoreError> {
+    reap_exclusively(pool, db_err, &ReaperLock, |c| Box::pin(reap_batch(c))).await
 }
 
 /// Deletes up to [`REAP_BATCH`] expired rows.
@@ -259,25 +243,8 @@ async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
         .fetch_one(&mut *tx)
         .await
         .map_err(db_err)?;
-    let found: i64 = if has_meta {
-        sqlx::query_scalar("SELECT value FROM cloakroom_meta WHERE name = 'schema_version'")
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_err)?
-            .unwrap_or(0)
-    } else {
-        0
-    };
     // On an error `tx` is dropped: rolled back, lock released.
-    let steps = SCHEMA.steps_from(found)?;
-    if !steps.is_empty() {
-        for step in steps {
-            sqlx::query(step)
-                .persistent(false)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?;
-        }
+    if let Some(found) = SCHEMA.run_steps(&mut *tx, has_meta, db_err).await? {
         sqlx::query(
             "INSERT INTO cloakroom_meta (name, value) VALUES ('schema_version', $1)
              ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
@@ -286,11 +253,7 @@ async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-        tracing::info!(
-            from = found,
-            to = SCHEMA_VERSION,
-            "migrated the PostgreSQL session schema"
-        );
+        SCHEMA.log_migrated(found);
     }
     tx.commit().await.map_err(db_err)
 }
@@ -377,12 +340,7 @@ impl SessionStore for PostgresStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(db_err)?;
-        row.map(|r| {
-            let bytes: Vec<u8> = r.try_get(0).map_err(db_err)?;
-            let idle: i64 = r.try_get(1).map_err(db_err)?;
-            decode_row(bytes, idle)
-        })
-        .transpose()
+        row.map(|r| record_at(&r, 0, db_err)).transpose()
     }
 
     async fn save(
@@ -413,12 +371,9 @@ impl SessionStore for PostgresStore {
         .map_err(db_err)?
         .rows_affected();
         if n == 1 {
-            Ok(())
-        } else if is_live(&self.pool, key, now).await? {
-            Err(StoreError::VersionConflict)
-        } else {
-            Err(StoreError::NotFound)
+            return Ok(());
         }
+        Err(missed_save(is_live(&self.pool, key, now).await?))
     }
 
     async fn touch(&self, key: &StorageKey, idle_deadline: Timestamp) -> Result<(), StoreError> {
@@ -514,17 +469,7 @@ impl SessionStore for PostgresStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db_err)?;
-        rows.into_iter()
-            .map(|r| {
-                let key: Vec<u8> = r.try_get(0).map_err(db_err)?;
-                let bytes: Vec<u8> = r.try_get(1).map_err(db_err)?;
-                let idle: i64 = r.try_get(2).map_err(db_err)?;
-                Ok(UserSession {
-                    key: key_from(&key)?,
-                    record: decode_row(bytes, idle)?,
-                })
-            })
-            .collect()
+        rows.iter().map(|r| user_session(r, db_err)).collect()
     }
 
     async fn delete_by_user(
@@ -566,17 +511,11 @@ impl SessionStore for PostgresStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::sql::server::check_schema;
 
     #[test]
     fn schema_version_check() {
-        let steps = SCHEMA.steps_from(0).unwrap();
-        assert_eq!(steps.len(), 1 + SCHEMA_V1.len());
-        assert_eq!(steps[0], CREATE_META);
-        let err = SCHEMA.steps_from(SCHEMA_VERSION + 1).unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("PostgreSQL session schema version 2")
-        );
+        check_schema(&SCHEMA);
     }
 
     /// Transient server states are `Unavailable`; a bad request is not.
