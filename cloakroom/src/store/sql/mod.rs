@@ -6,10 +6,11 @@
 //! user, its deadlines in milliseconds since the Unix epoch and the encoded
 //! record. What the three share lives here, derived once: a record as its
 //! row's columns ([`Row`]), a row read back as a record, the schema-version
-//! check and the batched reap. What the two server stores (sqlx) share
-//! besides, from their public shell to the migration runner and the
-//! connection that closes itself when it may still hold a lock, lives in
-//! `server.rs`. Each dialect file keeps only its SQL, its placeholders, its
+//! check and the batched reap. The two server stores (sqlx) also share
+//! their public shell (`shell.rs`: struct, inherent methods and the
+//! `SessionStore` impl around a dialect) and what lies below it
+//! (`server.rs`: pool, driver errors, migration runner, session locks, row
+//! readers). Each dialect file keeps only its SQL, its placeholders, its
 //! server error codes, its locks and the rotate strategy its isolation
 //! level needs.
 
@@ -28,6 +29,8 @@ mod mysql;
 mod postgres;
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 mod server;
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+mod shell;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 

@@ -2,20 +2,21 @@
 //!
 //! See [`MySqlStore`].
 
-use async_trait::async_trait;
-use sqlx::mysql::{MySql, MySqlConnection, MySqlDatabaseError, MySqlPool};
+use sqlx::mysql::{
+    MySql, MySqlArguments, MySqlConnection, MySqlDatabaseError, MySqlExecutor, MySqlPool,
+};
+use sqlx::query::Query;
 
-use crate::expiry::Timestamp;
 use crate::id::StorageKey;
 use crate::record::Record;
-use crate::store::kit::{UserKey, sql_millis, sql_now};
-use crate::store::{SessionStore, StoreError, UserSession};
+use crate::store::kit::{UserKey, sql_now};
+use crate::store::{StoreError, UserSession};
 
 use super::server::{
-    LockedConn, Schema, SessionLock, driver_error, missed_save, reap_exclusively, record_at,
-    server_store, user_session,
+    LockedConn, Schema, SessionLock, driver_error, fetch_record, fetch_sessions, reap_exclusively,
 };
-use super::{REAP_BATCH, Row, SCHEMA_VERSION, sql_version};
+use super::shell::{Dialect, server_store};
+use super::{REAP_BATCH, Row, SCHEMA_VERSION};
 
 /// The backend, as errors name it.
 const BACKEND: &str = "mysql";
@@ -117,7 +118,7 @@ server_store! {
     ///
     /// # Reaping
     ///
-    /// Expired rows are deleted by [`delete_expired`](SessionStore::delete_expired)
+    /// Expired rows are deleted by [`delete_expired`](crate::store::SessionStore::delete_expired)
     /// (driven by [`spawn_reaper`](crate::store::spawn_reaper) or the CLI), 1000
     /// rows per statement so requests interleave. Only one instance reaps a
     /// database at a time: a run takes the named lock
@@ -174,6 +175,134 @@ server_store! {
     ///
     /// A backend failure.
     try_reap => reap;
+}
+
+impl Dialect for MySqlStore {
+    const DELETE: &str = "DELETE FROM cloakroom_sessions WHERE `key` = ?";
+
+    async fn create(&self, key: &StorageKey, row: &Row, now: i64) -> Result<bool, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(db_err)?;
+        insert_if_absent(&mut conn, key, row, now).await
+    }
+
+    async fn load(&self, key: &StorageKey, now: i64) -> Result<Option<Record>, StoreError> {
+        let load = sqlx::query(
+            "SELECT record, idle_deadline FROM cloakroom_sessions
+             WHERE `key` = ? AND expires_at > ?",
+        );
+        fetch_record(load.bind(&key.0[..]).bind(now), &self.pool, db_err).await
+    }
+
+    async fn save(
+        &self,
+        key: &StorageKey,
+        row: &Row,
+        expected: i64,
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        // sqlx connects with CLIENT_FOUND_ROWS, so a matched row counts even
+        // if no value changed.
+        let update = sqlx::query(
+            "UPDATE cloakroom_sessions SET
+                 version = ?, `user` = ?, user_hash = ?, idle_deadline = ?,
+                 absolute_deadline = ?, expires_at = ?, record = ?
+             WHERE `key` = ? AND version = ? AND expires_at > ?",
+        );
+        let update = bind_row(update, row).bind(&key.0[..]).bind(expected);
+        affected(update.bind(now), &self.pool).await
+    }
+
+    async fn is_live(&self, key: &StorageKey, now: i64) -> Result<bool, StoreError> {
+        let live = sqlx::query(
+            "SELECT version FROM cloakroom_sessions WHERE `key` = ? AND expires_at > ?",
+        );
+        let found = live.bind(&key.0[..]).bind(now).fetch_optional(&self.pool);
+        Ok(found.await.map_err(db_err)?.is_some())
+    }
+
+    async fn touch(&self, key: &StorageKey, idle: i64, now: i64) -> Result<bool, StoreError> {
+        let touch = sqlx::query(
+            "UPDATE cloakroom_sessions
+             SET idle_deadline = ?, expires_at = LEAST(?, absolute_deadline)
+             WHERE `key` = ? AND expires_at > ?",
+        );
+        let touch = touch.bind(idle).bind(idle).bind(&key.0[..]).bind(now);
+        let n = affected(touch, &self.pool).await?;
+        // Without CLIENT_FOUND_ROWS a touch to the same deadline would count
+        // 0 rows; check before answering NotFound.
+        Ok(n == 1 || self.is_live(key, now).await?)
+    }
+
+    async fn rotate(
+        &self,
+        old: &StorageKey,
+        new: &StorageKey,
+        row: &Row,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        // One transaction: the new row exists before the old is gone, and
+        // nobody sees a moment with neither or both. S28: the old row goes
+        // first and only if it is live; if there is none (deleted or
+        // expired), nothing is filed under the new key. The DELETE locks
+        // the old row, so a racing `delete` or `delete_by_user` either
+        // removed it before (0 rows here) or waits for this commit; the
+        // latter's locking read then sees the new row (same user) and
+        // deletes it too, and its next-key locks on the user's index range
+        // hold back an insert that would slip in behind it.
+        let live = sqlx::query("DELETE FROM cloakroom_sessions WHERE `key` = ? AND expires_at > ?");
+        let moved = affected(live.bind(&old.0[..]).bind(now), &mut *tx).await?;
+        let outcome = if moved == 0 {
+            StoreError::NotFound
+        } else if insert_if_absent(&mut tx, new, row, now).await? {
+            return tx.commit().await.map_err(db_err);
+        } else {
+            StoreError::Conflict
+        };
+        // Undo the delete: nothing changes. A failed rollback closes the
+        // connection.
+        let _ = tx.rollback().await;
+        Err(outcome)
+    }
+
+    async fn list_by_user(&self, user: &str, now: i64) -> Result<Vec<UserSession>, StoreError> {
+        let list = sqlx::query(
+            "SELECT `key`, record, idle_deadline FROM cloakroom_sessions
+             WHERE user_hash = ? AND `user` = ? AND expires_at > ?",
+        );
+        let hash = user_hash(user);
+        let list = list.bind(&hash[..]).bind(user.as_bytes()).bind(now);
+        fetch_sessions(list, &self.pool, db_err).await
+    }
+
+    async fn delete_by_user(
+        &self,
+        user: &str,
+        except: Option<&StorageKey>,
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        let hash = user_hash(user);
+        // An empty `except` matches no key.
+        let except = except.map_or(&[][..], |k| &k.0[..]);
+        // Live rows first: they are what is counted. Then the user's expired
+        // rows, which no one can see any more, so the index stays exact.
+        let mut counts = [0u64; 2];
+        for (count, op) in counts.iter_mut().zip([">", "<="]) {
+            *count = sqlx::query(&format!(
+                "DELETE FROM cloakroom_sessions
+                 WHERE user_hash = ? AND `user` = ? AND `key` <> ? AND expires_at {op} ?"
+            ))
+            .bind(&hash[..])
+            .bind(user.as_bytes())
+            .bind(except)
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+        }
+        Ok(counts[0])
+    }
 }
 
 /// A named lock (`GET_LOCK`), waiting at most `wait_secs` for it.
@@ -316,6 +445,29 @@ fn user_hash(user: &str) -> [u8; 32] {
     *UserKey::of(user).as_bytes()
 }
 
+type MySqlQuery<'q> = Query<'q, MySql, MySqlArguments>;
+
+/// `query` with the columns of `row` bound next, in column order: version,
+/// user and its hash, idle and absolute deadlines, `expires_at`, record.
+fn bind_row<'q>(query: MySqlQuery<'q>, row: &'q Row) -> MySqlQuery<'q> {
+    query
+        .bind(row.version)
+        .bind(row.user_bytes())
+        .bind(row.user.as_deref().map(|u| user_hash(u).to_vec()))
+        .bind(row.idle_deadline)
+        .bind(row.absolute_deadline)
+        .bind(row.expires_at)
+        .bind(&row.record[..])
+}
+
+/// Runs `query` on `ex`: how many rows it affected.
+async fn affected<'q>(
+    query: MySqlQuery<'q>,
+    ex: impl MySqlExecutor<'q>,
+) -> Result<u64, StoreError> {
+    Ok(query.execute(ex).await.map_err(db_err)?.rows_affected())
+}
+
 /// Inserts `row` under `key` unless a live row is there; an expired row is
 /// deleted and the insert tried once more. Returns whether it was written.
 async fn insert_if_absent(
@@ -325,22 +477,15 @@ async fn insert_if_absent(
     now: i64,
 ) -> Result<bool, StoreError> {
     for attempt in 0..2 {
-        let inserted = sqlx::query(
+        let insert = sqlx::query(
             "INSERT INTO cloakroom_sessions
                  (`key`, version, `user`, user_hash, idle_deadline,
                   absolute_deadline, expires_at, record)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&key.0[..])
-        .bind(row.version)
-        .bind(row.user_bytes())
-        .bind(row.user.as_deref().map(|u| user_hash(u).to_vec()))
-        .bind(row.idle_deadline)
-        .bind(row.absolute_deadline)
-        .bind(row.expires_at)
-        .bind(&row.record[..])
-        .execute(&mut *conn)
-        .await;
+        );
+        let inserted = bind_row(insert.bind(&key.0[..]), row)
+            .execute(&mut *conn)
+            .await;
         match inserted {
             Ok(_) => return Ok(true),
             Err(e) if is_duplicate_key(&e) => {
@@ -348,16 +493,10 @@ async fn insert_if_absent(
                     break;
                 }
                 // Collided: only an expired row may be replaced.
-                let gone = sqlx::query(
+                let expired = sqlx::query(
                     "DELETE FROM cloakroom_sessions WHERE `key` = ? AND expires_at <= ?",
-                )
-                .bind(&key.0[..])
-                .bind(now)
-                .execute(&mut *conn)
-                .await
-                .map_err(db_err)?
-                .rows_affected();
-                if gone == 0 {
+                );
+                if affected(expired.bind(&key.0[..]).bind(now), &mut *conn).await? == 0 {
                     break;
                 }
             }
@@ -365,206 +504,6 @@ async fn insert_if_absent(
         }
     }
     Ok(false)
-}
-
-/// Whether a live row exists under `key`.
-async fn is_live(pool: &MySqlPool, key: &StorageKey, now: i64) -> Result<bool, StoreError> {
-    let found =
-        sqlx::query("SELECT version FROM cloakroom_sessions WHERE `key` = ? AND expires_at > ?")
-            .bind(&key.0[..])
-            .bind(now)
-            .fetch_optional(pool)
-            .await
-            .map_err(db_err)?;
-    Ok(found.is_some())
-}
-
-#[async_trait]
-impl SessionStore for MySqlStore {
-    async fn create(&self, key: &StorageKey, record: &Record) -> Result<(), StoreError> {
-        let row = Row::of(record);
-        let mut conn = self.pool.acquire().await.map_err(db_err)?;
-        if insert_if_absent(&mut conn, key, &row, sql_now()).await? {
-            Ok(())
-        } else {
-            Err(StoreError::Conflict)
-        }
-    }
-
-    async fn load(&self, key: &StorageKey) -> Result<Option<Record>, StoreError> {
-        let row = sqlx::query(
-            "SELECT record, idle_deadline FROM cloakroom_sessions
-             WHERE `key` = ? AND expires_at > ?",
-        )
-        .bind(&key.0[..])
-        .bind(sql_now())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db_err)?;
-        row.map(|r| record_at(&r, 0, db_err)).transpose()
-    }
-
-    async fn save(
-        &self,
-        key: &StorageKey,
-        record: &Record,
-        expected_version: u64,
-    ) -> Result<(), StoreError> {
-        let row = Row::of(record);
-        let now = sql_now();
-        // sqlx connects with CLIENT_FOUND_ROWS, so a matched row counts even
-        // if no value changed.
-        let n = sqlx::query(
-            "UPDATE cloakroom_sessions SET
-                 version = ?, `user` = ?, user_hash = ?, idle_deadline = ?,
-                 absolute_deadline = ?, expires_at = ?, record = ?
-             WHERE `key` = ? AND version = ? AND expires_at > ?",
-        )
-        .bind(row.version)
-        .bind(row.user_bytes())
-        .bind(row.user.as_deref().map(|u| user_hash(u).to_vec()))
-        .bind(row.idle_deadline)
-        .bind(row.absolute_deadline)
-        .bind(row.expires_at)
-        .bind(&row.record[..])
-        .bind(&key.0[..])
-        .bind(sql_version(expected_version))
-        .bind(now)
-        .execute(&self.pool)
-        .await
-        .map_err(db_err)?
-        .rows_affected();
-        if n == 1 {
-            return Ok(());
-        }
-        Err(missed_save(is_live(&self.pool, key, now).await?))
-    }
-
-    async fn touch(&self, key: &StorageKey, idle_deadline: Timestamp) -> Result<(), StoreError> {
-        let now = sql_now();
-        let n = sqlx::query(
-            "UPDATE cloakroom_sessions
-             SET idle_deadline = ?, expires_at = LEAST(?, absolute_deadline)
-             WHERE `key` = ? AND expires_at > ?",
-        )
-        .bind(sql_millis(idle_deadline))
-        .bind(sql_millis(idle_deadline))
-        .bind(&key.0[..])
-        .bind(now)
-        .execute(&self.pool)
-        .await
-        .map_err(db_err)?
-        .rows_affected();
-        // Without CLIENT_FOUND_ROWS a touch to the same deadline would count
-        // 0 rows; check before answering NotFound.
-        if n == 1 || is_live(&self.pool, key, now).await? {
-            Ok(())
-        } else {
-            Err(StoreError::NotFound)
-        }
-    }
-
-    async fn delete(&self, key: &StorageKey) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM cloakroom_sessions WHERE `key` = ?")
-            .bind(&key.0[..])
-            .execute(&self.pool)
-            .await
-            .map_err(db_err)?;
-        Ok(())
-    }
-
-    async fn rotate(
-        &self,
-        old_key: &StorageKey,
-        new_key: &StorageKey,
-        record: &Record,
-    ) -> Result<(), StoreError> {
-        let row = Row::of(record);
-        let now = sql_now();
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
-        // One transaction: the new row exists before the old is gone, and
-        // nobody sees a moment with neither or both. S28: the old row goes
-        // first and only if it is live; if there is none (deleted or
-        // expired), nothing is filed under the new key. The DELETE locks
-        // the old row, so a racing `delete` or `delete_by_user` either
-        // removed it before (0 rows here) or waits for this commit; the
-        // latter's locking read then sees the new row (same user) and
-        // deletes it too, and its next-key locks on the user's index range
-        // hold back an insert that would slip in behind it.
-        let moved =
-            sqlx::query("DELETE FROM cloakroom_sessions WHERE `key` = ? AND expires_at > ?")
-                .bind(&old_key.0[..])
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?
-                .rows_affected();
-        let outcome = if moved == 0 {
-            StoreError::NotFound
-        } else if insert_if_absent(&mut tx, new_key, &row, now).await? {
-            return tx.commit().await.map_err(db_err);
-        } else {
-            StoreError::Conflict
-        };
-        // Undo the delete: nothing changes. A failed rollback closes the
-        // connection.
-        let _ = tx.rollback().await;
-        Err(outcome)
-    }
-
-    async fn list_by_user(&self, user: &str) -> Result<Vec<UserSession>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT `key`, record, idle_deadline FROM cloakroom_sessions
-             WHERE user_hash = ? AND `user` = ? AND expires_at > ?",
-        )
-        .bind(&user_hash(user)[..])
-        .bind(user.as_bytes())
-        .bind(sql_now())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db_err)?;
-        rows.iter().map(|r| user_session(r, db_err)).collect()
-    }
-
-    async fn delete_by_user(
-        &self,
-        user: &str,
-        except: Option<&StorageKey>,
-    ) -> Result<u64, StoreError> {
-        let hash = user_hash(user);
-        // An empty `except` matches no key.
-        let except = except.map_or(&[][..], |k| &k.0[..]);
-        let now = sql_now();
-        // Live rows first: they are what is counted. Then the user's expired
-        // rows, which no one can see any more, so the index stays exact.
-        let mut counts = [0u64; 2];
-        for (count, op) in counts.iter_mut().zip([">", "<="]) {
-            *count = sqlx::query(&format!(
-                "DELETE FROM cloakroom_sessions
-                 WHERE user_hash = ? AND `user` = ? AND `key` <> ? AND expires_at {op} ?"
-            ))
-            .bind(&hash[..])
-            .bind(user.as_bytes())
-            .bind(except)
-            .bind(now)
-            .execute(&self.pool)
-            .await
-            .map_err(db_err)?
-            .rows_affected();
-        }
-        Ok(counts[0])
-    }
-
-    /// Deletes expired rows in batches; returns 0 at once when another
-    /// instance is reaping (see [`MySqlStore::try_reap`]).
-    fn is_durable(&self) -> bool {
-        // Durable: records are rows in an InnoDB table; nothing evicts them.
-        true
-    }
-
-    async fn delete_expired(&self) -> Result<u64, StoreError> {
-        Ok(self.try_reap().await?.unwrap_or(0))
-    }
 }
 
 #[cfg(test)]

@@ -2,20 +2,19 @@
 //!
 //! See [`PostgresStore`].
 
-use async_trait::async_trait;
-use sqlx::postgres::{PgConnection, PgExecutor, PgPool, Postgres};
+use sqlx::postgres::{PgArguments, PgConnection, PgExecutor, PgPool, Postgres};
+use sqlx::query::Query;
 
-use crate::expiry::Timestamp;
 use crate::id::StorageKey;
 use crate::record::Record;
-use crate::store::kit::{sql_millis, sql_now};
-use crate::store::{SessionStore, StoreError, UserSession};
+use crate::store::kit::sql_now;
+use crate::store::{StoreError, UserSession};
 
 use super::server::{
-    Schema, SessionLock, driver_error, missed_save, reap_exclusively, record_at, server_store,
-    user_session,
+    Schema, SessionLock, driver_error, fetch_record, fetch_sessions, reap_exclusively,
 };
-use super::{REAP_BATCH, Row, SCHEMA_VERSION, sql_version};
+use super::shell::{Dialect, server_store};
+use super::{REAP_BATCH, Row, SCHEMA_VERSION};
 
 /// The backend, as errors name it.
 const BACKEND: &str = "postgres";
@@ -69,6 +68,18 @@ ON CONFLICT (key) DO UPDATE SET
     expires_at = EXCLUDED.expires_at, record = EXCLUDED.record
 WHERE cloakroom_sessions.expires_at <= $8"#;
 
+/// `save`: the row at `expected` version, if live, gets the new columns.
+const SAVE: &str = r#"UPDATE cloakroom_sessions SET
+    version = $2, "user" = $3, idle_deadline = $4,
+    absolute_deadline = $5, expires_at = $6, record = $7
+WHERE key = $1 AND version = $8 AND expires_at > $9"#;
+
+/// `rotate`: the live row under the old key moves to the new one.
+const ROTATE: &str = r#"UPDATE cloakroom_sessions SET
+    key = $2, version = $3, "user" = $4, idle_deadline = $5,
+    absolute_deadline = $6, expires_at = $7, record = $8
+WHERE key = $1 AND expires_at > $9"#;
+
 const REAP_LOCK_ARGS: &str = "$1, 'cloakroom_sessions'::regclass::oid::int4";
 
 server_store! {
@@ -114,7 +125,7 @@ server_store! {
     ///
     /// # Reaping
     ///
-    /// Expired rows are deleted by [`delete_expired`](SessionStore::delete_expired)
+    /// Expired rows are deleted by [`delete_expired`](crate::store::SessionStore::delete_expired)
     /// (driven by [`spawn_reaper`](crate::store::spawn_reaper) or the CLI), 1000
     /// rows per statement so requests interleave. Only one instance reaps at a
     /// time: a run takes a session-level advisory lock scoped to the table and
@@ -173,6 +184,118 @@ server_store! {
     ///
     /// A backend failure.
     try_reap => reap;
+}
+
+impl Dialect for PostgresStore {
+    const DELETE: &str = "DELETE FROM cloakroom_sessions WHERE key = $1";
+
+    async fn create(&self, key: &StorageKey, row: &Row, now: i64) -> Result<bool, StoreError> {
+        insert_if_absent(&self.pool, key, row, now).await
+    }
+
+    async fn load(&self, key: &StorageKey, now: i64) -> Result<Option<Record>, StoreError> {
+        let load = sqlx::query(
+            "SELECT record, idle_deadline FROM cloakroom_sessions
+             WHERE key = $1 AND expires_at > $2",
+        );
+        fetch_record(load.bind(&key.0[..]).bind(now), &self.pool, db_err).await
+    }
+
+    async fn save(
+        &self,
+        key: &StorageKey,
+        row: &Row,
+        expected: i64,
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        let update = bind_row(sqlx::query(SAVE).bind(&key.0[..]), row);
+        affected(update.bind(expected).bind(now), &self.pool).await
+    }
+
+    async fn is_live(&self, key: &StorageKey, now: i64) -> Result<bool, StoreError> {
+        let live =
+            sqlx::query("SELECT 1 FROM cloakroom_sessions WHERE key = $1 AND expires_at > $2");
+        let found = live.bind(&key.0[..]).bind(now).fetch_optional(&self.pool);
+        Ok(found.await.map_err(db_err)?.is_some())
+    }
+
+    async fn touch(&self, key: &StorageKey, idle: i64, now: i64) -> Result<bool, StoreError> {
+        let touch = sqlx::query(
+            "UPDATE cloakroom_sessions
+             SET idle_deadline = $2, expires_at = LEAST($2, absolute_deadline)
+             WHERE key = $1 AND expires_at > $3",
+        );
+        let touch = touch.bind(&key.0[..]).bind(idle).bind(now);
+        Ok(affected(touch, &self.pool).await? == 1)
+    }
+
+    async fn rotate(
+        &self,
+        old: &StorageKey,
+        new: &StorageKey,
+        row: &Row,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        // An expired row under the new key gives way, as in `create`.
+        let expired =
+            sqlx::query("DELETE FROM cloakroom_sessions WHERE key = $1 AND expires_at <= $2");
+        affected(expired.bind(&new.0[..]).bind(now), &mut *tx).await?;
+        // S28: the live old row is moved to the new key in one UPDATE, so
+        // the new row exists exactly when the old is gone, and only a live
+        // row moves (0 rows: deleted or expired, nothing is filed). Moving
+        // the row rather than deleting it and inserting another is what
+        // makes a racing `delete_by_user` safe under READ COMMITTED: a
+        // DELETE that meets the row locked by this UPDATE re-checks its
+        // WHERE against the moved row once we commit (same user: deleted),
+        // while a fresh INSERT would be invisible to its snapshot and
+        // survive. A `delete` or `delete_by_user` that got there first
+        // leaves this UPDATE nothing to move.
+        let keys = sqlx::query(ROTATE).bind(&old.0[..]).bind(&new.0[..]);
+        let moved = bind_row(keys, row).bind(now).execute(&mut *tx).await;
+        let outcome = match moved {
+            Ok(done) if done.rows_affected() == 1 => return tx.commit().await.map_err(db_err),
+            Ok(_) => StoreError::NotFound,
+            Err(e) if is_unique_violation(&e) => StoreError::Conflict,
+            Err(e) => db_err(e),
+        };
+        // Nothing changed; a failed rollback closes the connection.
+        let _ = tx.rollback().await;
+        Err(outcome)
+    }
+
+    async fn list_by_user(&self, user: &str, now: i64) -> Result<Vec<UserSession>, StoreError> {
+        let list = sqlx::query(
+            r#"SELECT key, record, idle_deadline FROM cloakroom_sessions
+               WHERE "user" = $1 AND expires_at > $2"#,
+        );
+        fetch_sessions(list.bind(user.as_bytes()).bind(now), &self.pool, db_err).await
+    }
+
+    async fn delete_by_user(
+        &self,
+        user: &str,
+        except: Option<&StorageKey>,
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        // Expired rows of the user go too, but only live ones are counted.
+        // An empty `except` matches no key.
+        let live: i64 = sqlx::query_scalar(
+            r#"WITH gone AS (
+                   DELETE FROM cloakroom_sessions
+                   WHERE "user" = $1 AND key <> $2
+                   RETURNING expires_at
+               )
+               SELECT count(*) FROM gone WHERE expires_at > $3"#,
+        )
+        .bind(user.as_bytes())
+        .bind(except.map_or(&[][..], |k| &k.0[..]))
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(live.unsigned_abs())
+    }
 }
 
 /// The reaper lock: a session-level advisory lock, keyed by the table.
@@ -284,228 +407,35 @@ fn is_transient(sqlstate: &str) -> bool {
         )
 }
 
+type PgQuery<'q> = Query<'q, Postgres, PgArguments>;
+
+/// `query` with the columns of `row` bound next, in column order: version,
+/// user, idle and absolute deadlines, `expires_at`, record.
+fn bind_row<'q>(query: PgQuery<'q>, row: &'q Row) -> PgQuery<'q> {
+    query
+        .bind(row.version)
+        .bind(row.user_bytes())
+        .bind(row.idle_deadline)
+        .bind(row.absolute_deadline)
+        .bind(row.expires_at)
+        .bind(&row.record[..])
+}
+
+/// Runs `query` on `ex`: how many rows it affected.
+async fn affected<'q>(query: PgQuery<'q>, ex: impl PgExecutor<'q>) -> Result<u64, StoreError> {
+    Ok(query.execute(ex).await.map_err(db_err)?.rows_affected())
+}
+
 /// Inserts `row` under `key` unless a live row is there (an expired one is
 /// replaced); returns whether it was written.
-async fn insert_if_absent<'e>(
-    ex: impl PgExecutor<'e>,
-    key: &StorageKey,
-    row: &Row,
+async fn insert_if_absent<'q>(
+    ex: impl PgExecutor<'q>,
+    key: &'q StorageKey,
+    row: &'q Row,
     now: i64,
 ) -> Result<bool, StoreError> {
-    let n = sqlx::query(INSERT_IF_ABSENT)
-        .bind(&key.0[..])
-        .bind(row.version)
-        .bind(row.user_bytes())
-        .bind(row.idle_deadline)
-        .bind(row.absolute_deadline)
-        .bind(row.expires_at)
-        .bind(&row.record[..])
-        .bind(now)
-        .execute(ex)
-        .await
-        .map_err(db_err)?
-        .rows_affected();
-    Ok(n == 1)
-}
-
-/// Whether a live row exists under `key`.
-async fn is_live(pool: &PgPool, key: &StorageKey, now: i64) -> Result<bool, StoreError> {
-    let found = sqlx::query("SELECT 1 FROM cloakroom_sessions WHERE key = $1 AND expires_at > $2")
-        .bind(&key.0[..])
-        .bind(now)
-        .fetch_optional(pool)
-        .await
-        .map_err(db_err)?;
-    Ok(found.is_some())
-}
-
-#[async_trait]
-impl SessionStore for PostgresStore {
-    async fn create(&self, key: &StorageKey, record: &Record) -> Result<(), StoreError> {
-        let row = Row::of(record);
-        if insert_if_absent(&self.pool, key, &row, sql_now()).await? {
-            Ok(())
-        } else {
-            Err(StoreError::Conflict)
-        }
-    }
-
-    async fn load(&self, key: &StorageKey) -> Result<Option<Record>, StoreError> {
-        let row = sqlx::query(
-            "SELECT record, idle_deadline FROM cloakroom_sessions
-             WHERE key = $1 AND expires_at > $2",
-        )
-        .bind(&key.0[..])
-        .bind(sql_now())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db_err)?;
-        row.map(|r| record_at(&r, 0, db_err)).transpose()
-    }
-
-    async fn save(
-        &self,
-        key: &StorageKey,
-        record: &Record,
-        expected_version: u64,
-    ) -> Result<(), StoreError> {
-        let row = Row::of(record);
-        let now = sql_now();
-        let n = sqlx::query(
-            r#"UPDATE cloakroom_sessions SET
-                   version = $2, "user" = $3, idle_deadline = $4,
-                   absolute_deadline = $5, expires_at = $6, record = $7
-               WHERE key = $1 AND version = $8 AND expires_at > $9"#,
-        )
-        .bind(&key.0[..])
-        .bind(row.version)
-        .bind(row.user_bytes())
-        .bind(row.idle_deadline)
-        .bind(row.absolute_deadline)
-        .bind(row.expires_at)
-        .bind(&row.record[..])
-        .bind(sql_version(expected_version))
-        .bind(now)
-        .execute(&self.pool)
-        .await
-        .map_err(db_err)?
-        .rows_affected();
-        if n == 1 {
-            return Ok(());
-        }
-        Err(missed_save(is_live(&self.pool, key, now).await?))
-    }
-
-    async fn touch(&self, key: &StorageKey, idle_deadline: Timestamp) -> Result<(), StoreError> {
-        let n = sqlx::query(
-            "UPDATE cloakroom_sessions
-             SET idle_deadline = $2, expires_at = LEAST($2, absolute_deadline)
-             WHERE key = $1 AND expires_at > $3",
-        )
-        .bind(&key.0[..])
-        .bind(sql_millis(idle_deadline))
-        .bind(sql_now())
-        .execute(&self.pool)
-        .await
-        .map_err(db_err)?
-        .rows_affected();
-        if n == 1 {
-            Ok(())
-        } else {
-            Err(StoreError::NotFound)
-        }
-    }
-
-    async fn delete(&self, key: &StorageKey) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM cloakroom_sessions WHERE key = $1")
-            .bind(&key.0[..])
-            .execute(&self.pool)
-            .await
-            .map_err(db_err)?;
-        Ok(())
-    }
-
-    async fn rotate(
-        &self,
-        old_key: &StorageKey,
-        new_key: &StorageKey,
-        record: &Record,
-    ) -> Result<(), StoreError> {
-        let row = Row::of(record);
-        let now = sql_now();
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
-        // An expired row under the new key gives way, as in `create`.
-        sqlx::query("DELETE FROM cloakroom_sessions WHERE key = $1 AND expires_at <= $2")
-            .bind(&new_key.0[..])
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        // S28: the live old row is moved to the new key in one UPDATE, so
-        // the new row exists exactly when the old is gone, and only a live
-        // row moves (0 rows: deleted or expired, nothing is filed). Moving
-        // the row rather than deleting it and inserting another is what
-        // makes a racing `delete_by_user` safe under READ COMMITTED: a
-        // DELETE that meets the row locked by this UPDATE re-checks its
-        // WHERE against the moved row once we commit (same user: deleted),
-        // while a fresh INSERT would be invisible to its snapshot and
-        // survive. A `delete` or `delete_by_user` that got there first
-        // leaves this UPDATE nothing to move.
-        let moved = sqlx::query(
-            r#"UPDATE cloakroom_sessions SET
-                   key = $2, version = $3, "user" = $4, idle_deadline = $5,
-                   absolute_deadline = $6, expires_at = $7, record = $8
-               WHERE key = $1 AND expires_at > $9"#,
-        )
-        .bind(&old_key.0[..])
-        .bind(&new_key.0[..])
-        .bind(row.version)
-        .bind(row.user_bytes())
-        .bind(row.idle_deadline)
-        .bind(row.absolute_deadline)
-        .bind(row.expires_at)
-        .bind(&row.record[..])
-        .bind(now)
-        .execute(&mut *tx)
-        .await;
-        let outcome = match moved {
-            Ok(done) if done.rows_affected() == 1 => return tx.commit().await.map_err(db_err),
-            Ok(_) => StoreError::NotFound,
-            Err(e) if is_unique_violation(&e) => StoreError::Conflict,
-            Err(e) => db_err(e),
-        };
-        // Nothing changed; a failed rollback closes the connection.
-        let _ = tx.rollback().await;
-        Err(outcome)
-    }
-
-    async fn list_by_user(&self, user: &str) -> Result<Vec<UserSession>, StoreError> {
-        let rows = sqlx::query(
-            r#"SELECT key, record, idle_deadline FROM cloakroom_sessions
-               WHERE "user" = $1 AND expires_at > $2"#,
-        )
-        .bind(user.as_bytes())
-        .bind(sql_now())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db_err)?;
-        rows.iter().map(|r| user_session(r, db_err)).collect()
-    }
-
-    async fn delete_by_user(
-        &self,
-        user: &str,
-        except: Option<&StorageKey>,
-    ) -> Result<u64, StoreError> {
-        // Expired rows of the user go too, but only live ones are counted.
-        // An empty `except` matches no key.
-        let live: i64 = sqlx::query_scalar(
-            r#"WITH gone AS (
-                   DELETE FROM cloakroom_sessions
-                   WHERE "user" = $1 AND key <> $2
-                   RETURNING expires_at
-               )
-               SELECT count(*) FROM gone WHERE expires_at > $3"#,
-        )
-        .bind(user.as_bytes())
-        .bind(except.map_or(&[][..], |k| &k.0[..]))
-        .bind(sql_now())
-        .fetch_one(&self.pool)
-        .await
-        .map_err(db_err)?;
-        Ok(live.unsigned_abs())
-    }
-
-    /// Deletes expired rows in batches; returns 0 at once when another
-    /// instance is reaping (see [`PostgresStore::try_reap`]).
-    fn is_durable(&self) -> bool {
-        // Durable: records are rows in a table; nothing evicts them.
-        true
-    }
-
-    async fn delete_expired(&self) -> Result<u64, StoreError> {
-        Ok(self.try_reap().await?.unwrap_or(0))
-    }
+    let insert = bind_row(sqlx::query(INSERT_IF_ABSENT).bind(&key.0[..]), row).bind(now);
+    Ok(affected(insert, ex).await? == 1)
 }
 
 #[cfg(test)]

@@ -1,83 +1,27 @@
-//! What the two sqlx stores (PostgreSQL, MySQL) share, derived once: their
-//! public shell ([`server_store!`]), the pool `connect` builds, a `Debug`
-//! that shows no credentials, the mapping of driver errors onto
-//! [`StoreError`], the migration runner, the connection that closes itself
-//! when it may still hold a lock, the exclusive reap, and rows read back as
-//! records. A dialect file keeps its SQL, its placeholders and binding
-//! order, its server error codes, its locks and the strategies its
-//! isolation level needs.
+//! What the two sqlx stores (PostgreSQL, MySQL) share below their shell
+//! (`shell.rs`), derived once: the pool `connect` builds, a `Debug` that
+//! shows no credentials, the mapping of driver errors onto [`StoreError`],
+//! the migration runner, the connection that closes itself when it may
+//! still hold a lock, the exclusive reap, and rows read back as records. A
+//! dialect file keeps its SQL, its placeholders and binding order, its
+//! server error codes, its locks and the strategies its isolation level
+//! needs.
 
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
+use sqlx::Row as _;
 use sqlx::error::DatabaseError;
 use sqlx::pool::{Pool, PoolConnection, PoolOptions};
+use sqlx::query::Query;
 
 use crate::record::Record;
 use crate::store::kit::key_from;
 use crate::store::{StoreError, UserSession};
 
 use super::{ReapBatch, SCHEMA_VERSION, check_schema_version, decode_row, reap_in_batches};
-
-/// The public shell of a server store: the struct (one pool, cheap to
-/// clone), `Debug` through [`debug_pool`], and the inherent methods
-/// `connect` (a pool from [`connect_pool`]), `from_pool` (migrates first),
-/// `pool` and `try_reap`. The dialect gives the docs of the struct and of
-/// each method, and the functions they run: `errors` maps a driver error,
-/// `from_pool` migrates a pool, `try_reap` reaps under the reaper lock.
-macro_rules! server_store {
-    (
-        $(#[$doc:meta])*
-        pub struct $store:ident($pool:ty);
-        errors: $db_err:path;
-        $(#[$connect_doc:meta])*
-        connect;
-        $(#[$from_pool_doc:meta])*
-        from_pool => $migrate:path;
-        $(#[$try_reap_doc:meta])*
-        try_reap => $reap:path;
-    ) => {
-        $(#[$doc])*
-        #[derive(Clone)]
-        pub struct $store {
-            pool: $pool,
-        }
-
-        impl ::std::fmt::Debug for $store {
-            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-                $crate::store::sql::server::debug_pool(f, stringify!($store), &self.pool)
-            }
-        }
-
-        impl $store {
-            $(#[$connect_doc])*
-            pub async fn connect(url: &str) -> Result<Self, $crate::store::StoreError> {
-                let pool = $crate::store::sql::server::connect_pool(url).await;
-                Self::from_pool(pool.map_err($db_err)?).await
-            }
-
-            $(#[$from_pool_doc])*
-            pub async fn from_pool(pool: $pool) -> Result<Self, $crate::store::StoreError> {
-                $migrate(&pool).await?;
-                Ok(Self { pool })
-            }
-
-            /// The underlying connection pool.
-            #[must_use]
-            pub fn pool(&self) -> &$pool {
-                &self.pool
-            }
-
-            $(#[$try_reap_doc])*
-            pub async fn try_reap(&self) -> Result<Option<u64>, $crate::store::StoreError> {
-                $reap(&self.pool).await
-            }
-        }
-    };
-}
-pub(in crate::store) use server_store;
 
 /// How long a pool made by [`connect_pool`] waits for a connection.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -318,27 +262,65 @@ pub(in crate::store) async fn reap_exclusively<DB: sqlx::Database>(
         .transpose()
 }
 
-/// What a `save` whose `UPDATE` matched no row means: a version conflict
-/// when a live row is still there (`live`), else a missing record.
-pub(in crate::store) fn missed_save(live: bool) -> StoreError {
-    if live {
-        StoreError::VersionConflict
-    } else {
-        StoreError::NotFound
-    }
+/// Runs `query`, which selects `record, idle_deadline` of at most one
+/// row, on `pool`: the row's record, if there is one.
+///
+/// # Errors
+///
+/// A backend failure; [`StoreError::Corrupt`] for columns that do not
+/// decode.
+pub(in crate::store) async fn fetch_record<'q, DB>(
+    query: Query<'q, DB, DB::Arguments<'q>>,
+    pool: &Pool<DB>,
+    db_err: DbErr,
+) -> Result<Option<Record>, StoreError>
+where
+    DB: sqlx::Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    usize: sqlx::ColumnIndex<DB::Row>,
+    Vec<u8>: for<'r> sqlx::Decode<'r, DB> + sqlx::Type<DB>,
+    i64: for<'r> sqlx::Decode<'r, DB> + sqlx::Type<DB>,
+{
+    let row = query.fetch_optional(pool).await.map_err(db_err)?;
+    row.map(|r| record_at(&r, 0, db_err)).transpose()
+}
+
+/// Runs `query`, which selects `key, record, idle_deadline` of a user's
+/// rows, on `pool`: the user's sessions.
+///
+/// # Errors
+///
+/// A backend failure; [`StoreError::Corrupt`] for columns that do not
+/// decode.
+pub(in crate::store) async fn fetch_sessions<'q, DB>(
+    query: Query<'q, DB, DB::Arguments<'q>>,
+    pool: &Pool<DB>,
+    db_err: DbErr,
+) -> Result<Vec<UserSession>, StoreError>
+where
+    DB: sqlx::Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    usize: sqlx::ColumnIndex<DB::Row>,
+    Vec<u8>: for<'r> sqlx::Decode<'r, DB> + sqlx::Type<DB>,
+    i64: for<'r> sqlx::Decode<'r, DB> + sqlx::Type<DB>,
+{
+    let rows = query.fetch_all(pool).await.map_err(db_err)?;
+    rows.iter()
+        .map(|r| {
+            let key: Vec<u8> = r.try_get(0).map_err(db_err)?;
+            Ok(UserSession {
+                key: key_from(&key)?,
+                record: record_at(r, 1, db_err)?,
+            })
+        })
+        .collect()
 }
 
 /// Columns `first` (`record`) and `first + 1` (`idle_deadline`) of a row,
 /// read back as its record.
-///
-/// # Errors
-///
-/// [`StoreError::Corrupt`] for columns that do not decode.
-pub(in crate::store) fn record_at<R>(
-    row: &R,
-    first: usize,
-    db_err: DbErr,
-) -> Result<Record, StoreError>
+fn record_at<R>(row: &R, first: usize, db_err: DbErr) -> Result<Record, StoreError>
 where
     R: sqlx::Row,
     usize: sqlx::ColumnIndex<R>,
@@ -348,25 +330,6 @@ where
     let bytes: Vec<u8> = row.try_get(first).map_err(db_err)?;
     let idle: i64 = row.try_get(first + 1).map_err(db_err)?;
     decode_row(bytes, idle)
-}
-
-/// A `key, record, idle_deadline` row, read back as a user's session.
-///
-/// # Errors
-///
-/// [`StoreError::Corrupt`] for columns that do not decode.
-pub(in crate::store) fn user_session<R>(row: &R, db_err: DbErr) -> Result<UserSession, StoreError>
-where
-    R: sqlx::Row,
-    usize: sqlx::ColumnIndex<R>,
-    Vec<u8>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    i64: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-{
-    let key: Vec<u8> = row.try_get(0).map_err(db_err)?;
-    Ok(UserSession {
-        key: key_from(&key)?,
-        record: record_at(row, 1, db_err)?,
-    })
 }
 
 /// Checks a dialect's `schema`: an empty database gets `cloakroom_meta`
