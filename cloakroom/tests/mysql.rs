@@ -11,92 +11,54 @@
 
 mod support;
 
-use support::{contains, live_record, services, sql as scenario};
-
-use std::time::Duration;
+use support::{live_record, services, sql as scenario};
 
 use cloakroom::SessionId;
 use cloakroom::store::conformance::skip_service;
 use cloakroom::store::{MySqlStore, SessionStore, StoreError};
-use sqlx::Row as _;
-use sqlx::mysql::{MySqlConnectOptions, MySqlDatabaseError, MySqlPool, MySqlPoolOptions};
-
-/// Throwaway databases are named `cloakroom_it_<unix seconds>_<random>`.
-const THROWAWAY_PREFIX: &str = "cloakroom_it_";
+use sqlx::mysql::{MySql, MySqlConnectOptions, MySqlDatabaseError, MySqlPool, MySqlPoolOptions};
 
 fn url() -> String {
     services::mysql_url()
-}
-
-async fn admin_pool() -> Result<MySqlPool, sqlx::Error> {
-    MySqlPoolOptions::new()
-        .max_connections(1)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect(&url())
-        .await
 }
 
 /// A pool on a fresh database of its own, so a test owns the whole table.
 /// Databases older than an hour, left by earlier runs, are dropped on the
 /// way.
 async fn throwaway_pool() -> Result<(MySqlPool, String), sqlx::Error> {
-    let admin = admin_pool().await?;
+    let admin = scenario::admin_pool::<MySql>(&url()).await?;
     let old: Vec<String> = sqlx::query_scalar(
         "SELECT CAST(schema_name AS CHAR) FROM information_schema.schemata
          WHERE schema_name LIKE 'cloakroom\\_it\\_%'",
     )
     .fetch_all(&admin)
     .await?;
-    for name in old {
-        if services::is_stale_throwaway(&name, THROWAWAY_PREFIX) {
-            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS `{name}`"))
-                .execute(&admin)
-                .await;
-        }
-    }
-    let database = services::throwaway_name(THROWAWAY_PREFIX);
-    sqlx::query(&format!("CREATE DATABASE `{database}`"))
-        .execute(&admin)
-        .await?;
+    let database = scenario::fresh_throwaway(
+        &admin,
+        old,
+        |name| format!("DROP DATABASE IF EXISTS `{name}`"),
+        |name| format!("CREATE DATABASE `{name}`"),
+    )
+    .await?;
     admin.close().await;
     let options: MySqlConnectOptions = url().parse()?;
-    let pool = MySqlPoolOptions::new()
-        .max_connections(8)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect_with(options.database(&database))
-        .await?;
+    let pool = scenario::test_pool(options.database(&database)).await?;
     Ok((pool, database))
 }
 
 async fn drop_database(database: &str) {
-    if let Ok(admin) = admin_pool().await {
-        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS `{database}`"))
-            .execute(&admin)
-            .await;
-        admin.close().await;
-    }
+    let drop = format!("DROP DATABASE IF EXISTS `{database}`");
+    scenario::drop_throwaway::<MySql>(&url(), &drop).await;
 }
 
-async fn throwaway() -> Option<(MySqlPool, String)> {
-    scenario::or_skip("mysql", throwaway_pool().await)
-}
-
-/// A store alone in a throwaway database.
-async fn isolated_store() -> Result<MySqlStore, StoreError> {
-    let (pool, _database) = throwaway_pool().await.map_err(StoreError::unavailable)?;
-    MySqlStore::from_pool(pool).await
-}
-
-/// A store on the shared tables of the test database.
-async fn shared_store() -> Option<MySqlStore> {
-    scenario::or_skip("mysql", MySqlStore::connect(&url()).await)
-}
-
-/// Each scenario gets a database of its own: `delete_expired_reaps` counts
-/// what one reaper run deleted, which a concurrent scenario's reaper could
-/// otherwise steal from a shared table.
-mod conformance {
-    cloakroom::conformance_tests!(service "mysql", async super::isolated_store().await);
+scenario::server_scenarios! {
+    backend: "mysql",
+    store: MySqlStore,
+    pool: MySqlPool,
+    throwaway_pool: throwaway_pool,
+    drop: drop_database,
+    url: url,
+    unreachable: "mysql://root@127.0.0.1:1/test",
 }
 
 /// S6: no column of any row holds a session ID, raw, encoded or in hex.
@@ -105,107 +67,16 @@ async fn dump_holds_no_session_id() {
     let Some(store) = shared_store().await else {
         return;
     };
-    let id = SessionId::generate();
-    let key = id.storage_key();
-    let mut rec = live_record(Some("s6-user"));
-    rec.insert("note", "hello").unwrap();
-    store.create(&key, &rec).await.unwrap();
-
-    let hex_id: String = id.as_bytes().iter().map(|b| format!("{b:02x}")).collect();
-    let needles: [&[u8]; 3] = [
-        id.as_bytes(),
-        id.expose_secret().as_bytes(),
-        hex_id.as_bytes(),
-    ];
-    let rows = sqlx::query("SELECT * FROM cloakroom_sessions")
-        .fetch_all(store.pool())
-        .await
-        .unwrap();
-    let mut saw_ours = false;
-    for row in &rows {
-        for i in 0..row.len() {
-            let cell: Vec<u8> = if let Ok(b) = row.try_get::<Option<Vec<u8>>, _>(i) {
-                b.unwrap_or_default()
-            } else if let Ok(n) = row.try_get::<Option<i64>, _>(i) {
-                n.map(|n| n.to_string().into_bytes()).unwrap_or_default()
-            } else {
-                row.try_get::<Option<String>, _>(i)
-                    .unwrap()
-                    .unwrap_or_default()
-                    .into_bytes()
-            };
-            if cell == key.0 {
-                saw_ours = true;
-            }
-            for needle in needles {
-                assert!(!contains(&cell, needle), "column {i} holds the session ID");
-            }
-        }
-    }
-    assert!(saw_ours, "the dump must include the new row");
-    store.delete(&key).await.unwrap();
-}
-
-/// Two pools (two "instances") on one database see each other's writes and
-/// deletes.
-#[tokio::test]
-async fn two_instances_share_one_database() {
-    let (Some(a), Some(b)) = (shared_store().await, shared_store().await) else {
-        return;
-    };
-    scenario::two_instances_share_one_database(&a, &b).await;
-}
-
-/// A database written by a newer cloakroom is refused, and left alone.
-#[tokio::test]
-async fn newer_schema_version_is_refused() {
-    let Some((pool, database)) = throwaway().await else {
-        return;
-    };
-    scenario::newer_schema_version_is_refused(
-        "mysql",
-        async || MySqlStore::from_pool(pool.clone()).await,
-        async |v| {
-            let sql =
-                format!("UPDATE cloakroom_meta SET value = {v} WHERE name = 'schema_version'");
-            sqlx::query(&sql).execute(&pool).await.unwrap();
-        },
+    scenario::dump_holds_no_session_id(
+        &store,
         async || {
-            let sql = "SELECT value FROM cloakroom_meta WHERE name = 'schema_version'";
-            sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap()
+            let dump = sqlx::query("SELECT * FROM cloakroom_sessions");
+            dump.fetch_all(store.pool()).await.unwrap()
         },
+        // MySQL cannot cast a whole row to text.
+        async || Vec::new(),
     )
     .await;
-    pool.close().await;
-    drop_database(&database).await;
-}
-
-/// Many instances starting at once on an empty database all succeed.
-#[tokio::test]
-async fn concurrent_migrations() {
-    let Some((pool, database)) = throwaway().await else {
-        return;
-    };
-    scenario::concurrent_migrations(|| MySqlStore::from_pool(pool.clone())).await;
-    pool.close().await;
-    drop_database(&database).await;
-}
-
-/// Several instances reaping at once delete every expired row exactly once,
-/// and nothing live.
-#[tokio::test]
-async fn concurrent_reapers_share_the_work() {
-    let Some((pool, database)) = throwaway().await else {
-        return;
-    };
-    let store = MySqlStore::from_pool(pool.clone()).await.unwrap();
-    let mut instances = Vec::new();
-    for _ in 0..4 {
-        instances.push(MySqlStore::from_pool(pool.clone()).await.unwrap());
-    }
-    scenario::concurrent_reapers_share_the_work(&store, instances).await;
-    pool.close().await;
-    drop_database(&database).await;
 }
 
 /// The named locks are scoped to the database (as the store names them).
@@ -281,19 +152,6 @@ async fn reaping_is_exclusive_and_batched() {
     drop_database(&database).await;
 }
 
-/// A cancelled reaper run does not leave the lock held by a pooled
-/// connection.
-#[tokio::test]
-async fn cancelled_reap_releases_the_lock() {
-    let Some((pool, database)) = throwaway().await else {
-        return;
-    };
-    let store = MySqlStore::from_pool(pool.clone()).await.unwrap();
-    scenario::cancelled_reap_releases_the_lock(async || store.try_reap().await).await;
-    pool.close().await;
-    drop_database(&database).await;
-}
-
 /// `touch` never pushes expiry past the absolute deadline, and touching to
 /// the same deadline twice (a matched row that changes nothing) is not
 /// `NotFound`.
@@ -310,23 +168,6 @@ async fn touch_is_capped_by_the_absolute_deadline() {
     scenario::touch_is_capped_by_the_absolute_deadline(&store, expires_at).await;
 }
 
-/// Principals are compared exactly: no collation folds case or trailing
-/// spaces, and any length or byte works.
-#[tokio::test]
-async fn unusual_users_round_trip() {
-    if let Some(store) = shared_store().await {
-        scenario::unusual_users_round_trip(&store).await;
-    }
-}
-
-/// Creating over an expired row replaces it, in `create` and `rotate`.
-#[tokio::test]
-async fn expired_rows_are_replaced() {
-    if let Some(store) = shared_store().await {
-        scenario::expired_rows_are_replaced(&store).await;
-    }
-}
-
 /// A stored record that cannot be decoded is `Corrupt`, not a panic.
 #[tokio::test]
 async fn undecodable_record_is_corrupt() {
@@ -341,20 +182,13 @@ async fn undecodable_record_is_corrupt() {
     scenario::undecodable_record_is_corrupt(&store, spoil).await;
 }
 
-/// An unreachable server is `Unavailable`, promptly.
-#[tokio::test]
-async fn unreachable_server_is_unavailable() {
-    let connect = MySqlStore::connect("mysql://root@127.0.0.1:1/test");
-    scenario::unreachable_server_is_unavailable(connect).await;
-}
-
 /// A pool without a default database is refused with a clear error.
 #[tokio::test]
 async fn no_database_is_refused() {
     let Ok(options) = url().parse::<MySqlConnectOptions>() else {
         return;
     };
-    let Ok(admin) = admin_pool().await else {
+    let Ok(admin) = scenario::admin_pool::<MySql>(&url()).await else {
         skip_service("mysql", &"unreachable");
         return;
     };
@@ -455,14 +289,4 @@ async fn server_errors_map_to_store_errors() {
         Err(StoreError::Conflict)
     ));
     store.delete(&key).await.unwrap();
-}
-
-/// The public futures can be spawned.
-#[allow(dead_code, clippy::let_underscore_future)]
-fn futures_are_send(store: &MySqlStore, pool: MySqlPool) {
-    fn send<T: Send>(_: T) {}
-    send(MySqlStore::connect("mysql://x"));
-    send(MySqlStore::from_pool(pool));
-    send(store.try_reap());
-    send(store.delete_expired());
 }

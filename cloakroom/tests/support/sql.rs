@@ -1,14 +1,297 @@
 //! Scenarios both server SQL stores (PostgreSQL, MySQL) run against a real
 //! server. What differs per dialect (raw SQL, lock statements, how a store
 //! is made) comes in as closures; the scenario and its assertions are
-//! written once.
+//! written once. [`server_scenarios!`] emits, one test each, the scenarios
+//! that need nothing of a dialect but its store and pool types; throwaway
+//! namespaces (schemas, databases) are made by [`fresh_throwaway`].
 
 use std::time::{Duration, Instant};
 
 use cloakroom::store::{SessionStore, StoreError};
 use cloakroom::{SessionId, StorageKey, Timestamp};
+use sqlx::pool::{Pool, PoolOptions};
+use sqlx::{Connection, Database, Executor, IntoArguments};
 
-use super::live_record;
+use super::{contains, live_record, services};
+
+/// Throwaway namespaces are named `cloakroom_it_<unix seconds>_<random>`.
+pub const THROWAWAY_PREFIX: &str = "cloakroom_it_";
+
+/// The tests that every server store runs alike, one `#[tokio::test]`
+/// each (named as the scenario), the conformance suite among them, and the
+/// store makers the test file's own tests use too: `throwaway()` (a pool on
+/// a namespace of its own and its name, or `None`: skipped),
+/// `isolated_store()` and `shared_store()` (a store on the shared tables,
+/// or `None`). `store` is the store type on pools of type `pool`;
+/// `throwaway_pool()` makes a pool on a fresh namespace, `drop(&name)`
+/// removes one, `url()` is the server's and `unreachable` a URL where no
+/// server listens.
+// Every test crate compiles `support`; only the server stores' use this.
+#[allow(unused_macros)]
+macro_rules! server_scenarios {
+    (
+        backend: $backend:literal,
+        store: $store:ident,
+        pool: $pool:ty,
+        throwaway_pool: $throwaway_pool:path,
+        drop: $drop:path,
+        url: $url:path,
+        unreachable: $unreachable:literal $(,)?
+    ) => {
+        async fn throwaway() -> Option<($pool, String)> {
+            $crate::support::sql::or_skip($backend, $throwaway_pool().await)
+        }
+
+        /// A store alone in a throwaway namespace.
+        async fn isolated_store() -> Result<$store, cloakroom::store::StoreError> {
+            let made = $throwaway_pool().await;
+            let (pool, _name) = made.map_err(cloakroom::store::StoreError::unavailable)?;
+            $store::from_pool(pool).await
+        }
+
+        /// A store on the shared tables of the test database.
+        async fn shared_store() -> Option<$store> {
+            $crate::support::sql::or_skip($backend, $store::connect(&$url()).await)
+        }
+
+        /// Each scenario gets a namespace of its own: `delete_expired_reaps`
+        /// counts what one reaper run deleted, which a concurrent
+        /// scenario's reaper could otherwise steal from a shared table.
+        mod conformance {
+            cloakroom::conformance_tests!(service $backend, async super::isolated_store().await);
+        }
+
+        /// Two pools (two "instances") on one database see each other's
+        /// writes and deletes.
+        #[tokio::test]
+        async fn two_instances_share_one_database() {
+            let (Some(a), Some(b)) = (shared_store().await, shared_store().await) else {
+                return;
+            };
+            $crate::support::sql::two_instances_share_one_database(&a, &b).await;
+        }
+
+        /// A database written by a newer cloakroom is refused, and left
+        /// alone.
+        #[tokio::test]
+        async fn newer_schema_version_is_refused() {
+            let Some((pool, name)) = throwaway().await else {
+                return;
+            };
+            $crate::support::sql::newer_schema_version_is_refused(
+                $backend,
+                async || $store::from_pool(pool.clone()).await,
+                async |v| {
+                    let sql = format!(
+                        "UPDATE cloakroom_meta SET value = {v} WHERE name = 'schema_version'"
+                    );
+                    sqlx::query(&sql).execute(&pool).await.unwrap();
+                },
+                async || {
+                    let sql = "SELECT value FROM cloakroom_meta WHERE name = 'schema_version'";
+                    sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap()
+                },
+            )
+            .await;
+            pool.close().await;
+            $drop(&name).await;
+        }
+
+        /// Many instances starting at once on an empty namespace all
+        /// succeed.
+        #[tokio::test]
+        async fn concurrent_migrations() {
+            let Some((pool, name)) = throwaway().await else {
+                return;
+            };
+            $crate::support::sql::concurrent_migrations(|| $store::from_pool(pool.clone())).await;
+            pool.close().await;
+            $drop(&name).await;
+        }
+
+        /// Several instances reaping at once delete every expired row
+        /// exactly once, and nothing live.
+        #[tokio::test]
+        async fn concurrent_reapers_share_the_work() {
+            let Some((pool, name)) = throwaway().await else {
+                return;
+            };
+            let store = $store::from_pool(pool.clone()).await.unwrap();
+            let mut instances = Vec::new();
+            for _ in 0..4 {
+                instances.push($store::from_pool(pool.clone()).await.unwrap());
+            }
+            $crate::support::sql::concurrent_reapers_share_the_work(&store, instances).await;
+            pool.close().await;
+            $drop(&name).await;
+        }
+
+        /// A cancelled reaper run does not leave the lock held by a pooled
+        /// connection.
+        #[tokio::test]
+        async fn cancelled_reap_releases_the_lock() {
+            let Some((pool, name)) = throwaway().await else {
+                return;
+            };
+            let store = $store::from_pool(pool.clone()).await.unwrap();
+            $crate::support::sql::cancelled_reap_releases_the_lock(async || store.try_reap().await)
+                .await;
+            pool.close().await;
+            $drop(&name).await;
+        }
+
+        /// Principals are compared exactly, whatever their bytes or length.
+        #[tokio::test]
+        async fn unusual_users_round_trip() {
+            if let Some(store) = shared_store().await {
+                $crate::support::sql::unusual_users_round_trip(&store).await;
+            }
+        }
+
+        /// Creating over an expired row replaces it, in `create` and
+        /// `rotate`.
+        #[tokio::test]
+        async fn expired_rows_are_replaced() {
+            if let Some(store) = shared_store().await {
+                $crate::support::sql::expired_rows_are_replaced(&store).await;
+            }
+        }
+
+        /// An unreachable server is `Unavailable`, promptly.
+        #[tokio::test]
+        async fn unreachable_server_is_unavailable() {
+            let connect = $store::connect($unreachable);
+            $crate::support::sql::unreachable_server_is_unavailable(connect).await;
+        }
+
+        /// The public futures can be spawned.
+        #[allow(dead_code, clippy::let_underscore_future)]
+        fn futures_are_send(store: &$store, pool: $pool) {
+            fn send<T: Send>(_: T) {}
+            send($store::connect($unreachable));
+            send($store::from_pool(pool));
+            send(store.try_reap());
+            send(cloakroom::store::SessionStore::delete_expired(store));
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use server_scenarios;
+
+/// A pool of one connection on `url`, for making and dropping throwaway
+/// namespaces.
+pub async fn admin_pool<DB: Database>(url: &str) -> Result<Pool<DB>, sqlx::Error> {
+    PoolOptions::<DB>::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect(url)
+        .await
+}
+
+/// A pool of up to 8 connections with `options`, as a test uses it.
+pub async fn test_pool<DB: Database>(
+    options: <DB::Connection as Connection>::Options,
+) -> Result<Pool<DB>, sqlx::Error> {
+    PoolOptions::<DB>::new()
+        .max_connections(8)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(options)
+        .await
+}
+
+/// Drops those of the throwaway namespaces `old` that earlier runs left
+/// (older than an hour) with the statement `drop` makes for a name, then
+/// makes a fresh one with `create`'s: its name.
+pub async fn fresh_throwaway<DB: Database>(
+    admin: &Pool<DB>,
+    old: Vec<String>,
+    drop: impl Fn(&str) -> String,
+    create: impl Fn(&str) -> String,
+) -> Result<String, sqlx::Error>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+{
+    for name in old {
+        if services::is_stale_throwaway(&name, THROWAWAY_PREFIX) {
+            let _ = sqlx::query(&drop(&name)).execute(admin).await;
+        }
+    }
+    let name = services::throwaway_name(THROWAWAY_PREFIX);
+    sqlx::query(&create(&name)).execute(admin).await?;
+    Ok(name)
+}
+
+/// Runs `drop` (the statement that drops a throwaway namespace) on an
+/// admin connection to `url`, if the server is there.
+pub async fn drop_throwaway<DB: Database>(url: &str, drop: &str)
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+{
+    if let Ok(admin) = admin_pool::<DB>(url).await {
+        let _ = sqlx::query(drop).execute(&admin).await;
+        admin.close().await;
+    }
+}
+
+/// S6: no column of any row holds a session ID, raw, encoded or in hex.
+/// `dump` reads every row of `cloakroom_sessions` (`SELECT *`); `as_text`
+/// reads each row as one line of text where the server can cast a row to
+/// text (PostgreSQL), or nothing.
+pub async fn dump_holds_no_session_id<R>(
+    store: &impl SessionStore,
+    dump: impl AsyncFn() -> Vec<R>,
+    as_text: impl AsyncFn() -> Vec<String>,
+) where
+    R: sqlx::Row,
+    usize: sqlx::ColumnIndex<R>,
+    Vec<u8>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    i64: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    String: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let id = SessionId::generate();
+    let key = id.storage_key();
+    let mut rec = live_record(Some("s6-user"));
+    rec.insert("note", "hello").unwrap();
+    store.create(&key, &rec).await.unwrap();
+
+    let hex_id: String = id.as_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    let needles: [&[u8]; 3] = [
+        id.as_bytes(),
+        id.expose_secret().as_bytes(),
+        hex_id.as_bytes(),
+    ];
+    let rows = dump().await;
+    let mut saw_ours = false;
+    for row in &rows {
+        for i in 0..row.len() {
+            let cell: Vec<u8> = if let Ok(b) = row.try_get::<Option<Vec<u8>>, _>(i) {
+                b.unwrap_or_default()
+            } else if let Ok(n) = row.try_get::<Option<i64>, _>(i) {
+                n.map(|n| n.to_string().into_bytes()).unwrap_or_default()
+            } else {
+                row.try_get::<Option<String>, _>(i)
+                    .unwrap()
+                    .unwrap_or_default()
+                    .into_bytes()
+            };
+            if cell == key.0 {
+                saw_ours = true;
+            }
+            for needle in needles {
+                assert!(!contains(&cell, needle), "column {i} holds the session ID");
+            }
+        }
+    }
+    assert!(saw_ours, "the dump must include the new row");
+    for line in as_text().await {
+        for needle in needles {
+            assert!(!contains(line.as_bytes(), needle));
+        }
+    }
+    store.delete(&key).await.unwrap();
+}
 
 /// Two stores (two "instances") on one database see each other's writes
 /// and deletes.

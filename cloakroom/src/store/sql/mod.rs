@@ -4,13 +4,15 @@
 //! The three keep the same table, `cloakroom_sessions`: one row per
 //! session, keyed by the 32-byte storage key, with the record's version, its
 //! user, its deadlines in milliseconds since the Unix epoch and the encoded
-//! record. What they share lives here, derived once: a record as its row's
-//! columns ([`Row`]), a row read back as a record, the schema-version check
-//! and migration plan, and the batched reap. The two server stores (sqlx)
-//! also share the connection that closes itself when it may still hold a
-//! lock, and the mapping of driver errors onto [`StoreError`]. Each dialect
-//! file keeps only its SQL, its placeholders, its server error codes and
-//! the rotate strategy its isolation level needs.
+//! record. What the three share lives here, derived once: a record as its
+//! row's columns ([`Row`]), a row read back as a record, the schema-version
+//! check and the batched reap. The two server stores (sqlx) also share
+//! their public shell (`shell.rs`: struct, inherent methods and the
+//! `SessionStore` impl around a dialect) and what lies below it
+//! (`server.rs`: pool, driver errors, migration runner, session locks, row
+//! readers). Each dialect file keeps only its SQL, its placeholders, its
+//! server error codes, its locks and the rotate strategy its isolation
+//! level needs.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -25,6 +27,10 @@ use crate::store::kit;
 mod mysql;
 #[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+mod server;
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+mod shell;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
@@ -104,41 +110,6 @@ pub(super) fn check_schema_version(
     Ok(())
 }
 
-/// A server store's schema, as the statements that create it.
-#[cfg(any(feature = "postgres", feature = "mysql"))]
-pub(super) struct Schema {
-    /// The backend, as errors name it (`"postgres"`).
-    pub(super) backend: &'static str,
-    /// How the product is called in messages (`"PostgreSQL"`).
-    pub(super) product: &'static str,
-    /// Creates `cloakroom_meta`, where `schema_version` is kept.
-    pub(super) create_meta: &'static str,
-    /// Schema version 1, one statement each.
-    pub(super) v1: &'static [&'static str],
-}
-
-#[cfg(any(feature = "postgres", feature = "mysql"))]
-impl Schema {
-    /// The statements that bring a database at schema version `found` to
-    /// [`SCHEMA_VERSION`]; none when it is current. Every statement is
-    /// idempotent, so an interrupted migration simply runs again.
-    ///
-    /// # Errors
-    ///
-    /// As [`check_schema_version`].
-    pub(super) fn steps_from(&self, found: i64) -> Result<Vec<&'static str>, StoreError> {
-        check_schema_version(self.backend, self.product, found)?;
-        let mut steps = Vec::new();
-        if found < SCHEMA_VERSION {
-            steps.push(self.create_meta);
-        }
-        if found < 1 {
-            steps.extend_from_slice(self.v1);
-        }
-        Ok(steps)
-    }
-}
-
 /// One reaper batch: deletes up to [`REAP_BATCH`] expired rows over `C`.
 pub(super) type ReapBatch<'a> = Pin<Box<dyn Future<Output = Result<u64, StoreError>> + Send + 'a>>;
 
@@ -159,137 +130,9 @@ pub(super) async fn reap_in_batches<C: Send + ?Sized>(
     }
 }
 
-#[cfg(any(feature = "postgres", feature = "mysql"))]
-pub(super) use self::server::{LockedConn, connect_pool, debug_pool, driver_error};
-
-/// What the two sqlx stores share.
-#[cfg(any(feature = "postgres", feature = "mysql"))]
-mod server {
-    use std::fmt;
-    use std::time::Duration;
-
-    use sqlx::error::DatabaseError;
-    use sqlx::pool::{Pool, PoolConnection, PoolOptions};
-
-    use crate::store::StoreError;
-
-    /// How long a pool made by [`connect_pool`] waits for a connection.
-    const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
-
-    /// The pool `connect(url)` builds: up to 10 connections, waiting at most
-    /// 5 seconds for a free one.
-    pub(in crate::store) async fn connect_pool<DB: sqlx::Database>(
-        url: &str,
-    ) -> Result<Pool<DB>, sqlx::Error> {
-        PoolOptions::<DB>::new()
-            .max_connections(10)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect(url)
-            .await
-    }
-
-    /// A store's `Debug`: pool statistics only, nothing about the server or
-    /// its credentials.
-    pub(in crate::store) fn debug_pool<DB: sqlx::Database>(
-        f: &mut fmt::Formatter<'_>,
-        store: &str,
-        pool: &Pool<DB>,
-    ) -> fmt::Result {
-        f.debug_struct(store)
-            .field("connections", &pool.size())
-            .field("idle_connections", &pool.num_idle())
-            .finish_non_exhaustive()
-    }
-
-    /// A pooled connection that may hold a session-level lock (an advisory
-    /// lock, a named lock). If it is dropped while the lock may still be
-    /// held (cancellation, a failed unlock), the connection is closed
-    /// instead of going back to the pool, so the lock can never leak into
-    /// an unrelated checkout.
-    pub(in crate::store) struct LockedConn<DB: sqlx::Database> {
-        pub(in crate::store) conn: PoolConnection<DB>,
-        /// Whether the lock may be held; `false` once it is known not to be.
-        pub(in crate::store) held: bool,
-    }
-
-    impl<DB: sqlx::Database> LockedConn<DB> {
-        /// `conn`, about to try for a lock: held until known otherwise.
-        pub(in crate::store) fn new(conn: PoolConnection<DB>) -> Self {
-            Self { conn, held: true }
-        }
-    }
-
-    impl<DB: sqlx::Database> Drop for LockedConn<DB> {
-        fn drop(&mut self) {
-            if self.held {
-                self.conn.close_on_drop();
-            }
-        }
-    }
-
-    /// Maps a driver error of `backend` onto the store's error kinds; the
-    /// dialect says which server errors are transient.
-    pub(in crate::store) fn driver_error(
-        backend: &'static str,
-        e: sqlx::Error,
-        is_transient: impl Fn(&dyn DatabaseError) -> bool,
-    ) -> StoreError {
-        use sqlx::Error as E;
-        match &e {
-            E::Io(_)
-            | E::Tls(_)
-            | E::Protocol(_)
-            | E::PoolTimedOut
-            | E::PoolClosed
-            | E::WorkerCrashed
-            | E::BeginFailed => StoreError::unavailable_in(backend, e),
-            E::ColumnDecode { .. }
-            | E::Decode(_)
-            | E::ColumnNotFound(_)
-            | E::ColumnIndexOutOfBounds { .. }
-            | E::TypeNotFound { .. } => StoreError::corrupt_in(backend, e),
-            E::Database(db) if is_transient(&**db) => StoreError::unavailable_in(backend, e),
-            _ => StoreError::other_in(backend, e),
-        }
-    }
-
-    #[cfg(test)]
-    mod tests {
-        use super::*;
-
-        #[test]
-        fn driver_errors_map_to_store_errors() {
-            let map = |e| driver_error("test", e, |_| false);
-            assert!(matches!(
-                map(sqlx::Error::PoolTimedOut),
-                StoreError::Unavailable(_)
-            ));
-            let io = map(sqlx::Error::Io(std::io::Error::other("reset")));
-            assert!(matches!(io, StoreError::Unavailable(_)));
-            assert_eq!(io.backend(), Some("test"));
-            assert!(matches!(
-                map(sqlx::Error::Decode("bad".into())),
-                StoreError::Corrupt(_)
-            ));
-            assert!(matches!(
-                map(sqlx::Error::RowNotFound),
-                StoreError::Other(_)
-            ));
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[cfg(any(feature = "postgres", feature = "mysql"))]
-    const SCHEMA: Schema = Schema {
-        backend: "test",
-        product: "Test",
-        create_meta: "meta",
-        v1: &["v1a", "v1b"],
-    };
 
     #[test]
     fn newer_schema_versions_are_refused() {
@@ -299,14 +142,6 @@ mod tests {
         assert!(matches!(err, StoreError::Corrupt(_)));
         assert_eq!(err.backend(), Some("test"));
         assert!(err.to_string().contains("newer than this build supports"));
-    }
-
-    #[cfg(any(feature = "postgres", feature = "mysql"))]
-    #[test]
-    fn migration_plan_follows_the_found_version() {
-        assert_eq!(SCHEMA.steps_from(0).unwrap(), ["meta", "v1a", "v1b"]);
-        assert!(SCHEMA.steps_from(SCHEMA_VERSION).unwrap().is_empty());
-        assert!(SCHEMA.steps_from(SCHEMA_VERSION + 1).is_err());
     }
 
     #[test]

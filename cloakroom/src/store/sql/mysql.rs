@@ -2,22 +2,21 @@
 //!
 //! See [`MySqlStore`].
 
-use std::fmt;
+use sqlx::mysql::{
+    MySql, MySqlArguments, MySqlConnection, MySqlDatabaseError, MySqlExecutor, MySqlPool,
+};
+use sqlx::query::Query;
 
-use async_trait::async_trait;
-use sqlx::Row as _;
-use sqlx::mysql::{MySql, MySqlConnection, MySqlDatabaseError, MySqlPool};
-
-use crate::expiry::Timestamp;
 use crate::id::StorageKey;
 use crate::record::Record;
-use crate::store::kit::{UserKey, key_from, sql_millis, sql_now};
-use crate::store::{SessionStore, StoreError, UserSession};
+use crate::store::kit::{UserKey, sql_now};
+use crate::store::{StoreError, UserSession};
 
-use super::{
-    LockedConn, REAP_BATCH, Row, SCHEMA_VERSION, Schema, connect_pool, debug_pool, decode_row,
-    driver_error, reap_in_batches, sql_version,
+use super::server::{
+    LockedConn, Schema, SessionLock, driver_error, fetch_record, fetch_sessions, reap_exclusively,
 };
+use super::shell::{Dialect, server_store};
+use super::{REAP_BATCH, Row, SCHEMA_VERSION};
 
 /// The backend, as errors name it.
 const BACKEND: &str = "mysql";
@@ -27,9 +26,16 @@ const MIGRATE_LOCK_WAIT_SECS: i64 = 10;
 const ER_DUP_ENTRY: u16 = 1062;
 
 /// Named locks are server-wide: scope them to the database (and cut them to
-/// MySQL's 64-character limit).
-const MIGRATE_LOCK: &str = "LEFT(CONCAT('cloakroom_migrate:', COALESCE(DATABASE(), '')), 64)";
-const REAP_LOCK: &str = "LEFT(CONCAT('cloakroom_reap:', COALESCE(DATABASE(), '')), 64)";
+/// MySQL's 64-character limit). A start waits for another one's migration;
+/// a reaper never waits for another reaper.
+const MIGRATE_LOCK: NamedLock = NamedLock {
+    name: "LEFT(CONCAT('cloakroom_migrate:', COALESCE(DATABASE(), '')), 64)",
+    wait_secs: MIGRATE_LOCK_WAIT_SECS,
+};
+const REAP_LOCK: NamedLock = NamedLock {
+    name: "LEFT(CONCAT('cloakroom_reap:', COALESCE(DATABASE(), '')), 64)",
+    wait_secs: 0,
+};
 
 const CREATE_META: &str = "CREATE TABLE IF NOT EXISTS cloakroom_meta (
     name  VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL PRIMARY KEY,
@@ -58,85 +64,77 @@ const SCHEMA_V1: &[&str] = &["CREATE TABLE IF NOT EXISTS cloakroom_sessions (
     KEY cloakroom_sessions_user (user_hash)
 ) ENGINE = InnoDB"];
 
-/// Sessions in MySQL or MariaDB. Cheap to clone: clones share one
-/// connection pool.
-///
-/// ```no_run
-/// # async fn demo() -> Result<(), cloakroom::store::StoreError> {
-/// use cloakroom::{SessionLayer, store::MySqlStore};
-///
-/// let store = MySqlStore::connect("mysql://app@db.internal/app").await?;
-/// let layer = SessionLayer::new(store);
-/// # Ok(()) }
-/// ```
-///
-/// Expired rows are never returned; start
-/// [`spawn_reaper`](crate::store::spawn_reaper) to delete them.
-///
-/// # How it is built
-///
-/// * One InnoDB table, `cloakroom_sessions`, keyed by the 32-byte SHA-256
-///   storage key (`BINARY(32)`), so a dump of the database holds no usable
-///   session ID (S6). Each row carries the record's version (the
-///   compare-and-swap token), its user, its idle and absolute deadlines and
-///   `expires_at` (the earlier of the two), all in milliseconds since the
-///   Unix epoch, and the encoded record. It is indexed by `expires_at` (for
-///   the reaper) and by `user_hash`, the SHA-256 of the user.
-/// * The user is stored as bytes (`MEDIUMBLOB`) and compared exactly
-///   together with its hash: MySQL's and MariaDB's default collations are
-///   case-insensitive and ignore trailing spaces, and two principals must
-///   never match as one.
-/// * The schema is created on [`MySqlStore::from_pool`] and versioned in
-///   `cloakroom_meta` (`schema_version`). Migrations run under the named
-///   lock `GET_LOCK('cloakroom_migrate:<database>')`, so any number of
-///   instances may start at once; a database written by a newer cloakroom is
-///   refused with [`StoreError::Corrupt`]. When the schema is current,
-///   start-up runs no DDL.
-/// * Every operation is one statement, except `rotate` (insert the new row
-///   and delete the old one in one transaction), `delete_by_user` (live rows,
-///   counted, then expired ones), a `create` that met an expired row under
-///   its key (delete it, insert again) and a `save` that matched nothing (one
-///   `SELECT` tells a version conflict from a missing record). "Now" is the
-///   application's wall clock, passed as a parameter: rows whose
-///   `expires_at` has passed are invisible to every operation even before
-///   they are reaped.
-///
-/// # Dialects
-///
-/// The SQL is the common subset of MySQL 8.0 and MariaDB 10.11: indexes are
-/// declared inside `CREATE TABLE` (MySQL has no `CREATE INDEX IF NOT
-/// EXISTS`), nothing relies on `DELETE ... RETURNING` (MariaDB only), on
-/// `VALUES()` in `ON DUPLICATE KEY UPDATE` (deprecated in MySQL 8.0.20) or
-/// on `SKIP LOCKED`, and lock names are cut to 64 characters (MySQL's limit).
-///
-/// # Reaping
-///
-/// Expired rows are deleted by [`delete_expired`](SessionStore::delete_expired)
-/// (driven by [`spawn_reaper`](crate::store::spawn_reaper) or the CLI), 1000
-/// rows per statement so requests interleave. Only one instance reaps a
-/// database at a time: a run takes the named lock
-/// `cloakroom_reap:<database>` with `GET_LOCK(name, 0)` and returns `0` at
-/// once when another connection holds it. [`MySqlStore::try_reap`] tells the
-/// two cases apart.
-///
-/// # Errors
-///
-/// Connection, pool and I/O failures, and transient server states (too many
-/// connections, shutdown, lock wait timeout, deadlock, read-only server) are
-/// [`StoreError::Unavailable`]; rows that cannot be decoded are
-/// [`StoreError::Corrupt`]; anything else is [`StoreError::Other`].
-#[derive(Clone)]
-pub struct MySqlStore {
-    pool: MySqlPool,
-}
+server_store! {
+    /// Sessions in MySQL or MariaDB. Cheap to clone: clones share one
+    /// connection pool.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), cloakroom::store::StoreError> {
+    /// use cloakroom::{SessionLayer, store::MySqlStore};
+    ///
+    /// let store = MySqlStore::connect("mysql://app@db.internal/app").await?;
+    /// let layer = SessionLayer::new(store);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// Expired rows are never returned; start
+    /// [`spawn_reaper`](crate::store::spawn_reaper) to delete them.
+    ///
+    /// # How it is built
+    ///
+    /// * One InnoDB table, `cloakroom_sessions`, keyed by the 32-byte SHA-256
+    ///   storage key (`BINARY(32)`), so a dump of the database holds no usable
+    ///   session ID (S6). Each row carries the record's version (the
+    ///   compare-and-swap token), its user, its idle and absolute deadlines and
+    ///   `expires_at` (the earlier of the two), all in milliseconds since the
+    ///   Unix epoch, and the encoded record. It is indexed by `expires_at` (for
+    ///   the reaper) and by `user_hash`, the SHA-256 of the user.
+    /// * The user is stored as bytes (`MEDIUMBLOB`) and compared exactly
+    ///   together with its hash: MySQL's and MariaDB's default collations are
+    ///   case-insensitive and ignore trailing spaces, and two principals must
+    ///   never match as one.
+    /// * The schema is created on [`MySqlStore::from_pool`] and versioned in
+    ///   `cloakroom_meta` (`schema_version`). Migrations run under the named
+    ///   lock `GET_LOCK('cloakroom_migrate:<database>')`, so any number of
+    ///   instances may start at once; a database written by a newer cloakroom is
+    ///   refused with [`StoreError::Corrupt`]. When the schema is current,
+    ///   start-up runs no DDL.
+    /// * Every operation is one statement, except `rotate` (insert the new row
+    ///   and delete the old one in one transaction), `delete_by_user` (live rows,
+    ///   counted, then expired ones), a `create` that met an expired row under
+    ///   its key (delete it, insert again) and a `save` that matched nothing (one
+    ///   `SELECT` tells a version conflict from a missing record). "Now" is the
+    ///   application's wall clock, passed as a parameter: rows whose
+    ///   `expires_at` has passed are invisible to every operation even before
+    ///   they are reaped.
+    ///
+    /// # Dialects
+    ///
+    /// The SQL is the common subset of MySQL 8.0 and MariaDB 10.11: indexes are
+    /// declared inside `CREATE TABLE` (MySQL has no `CREATE INDEX IF NOT
+    /// EXISTS`), nothing relies on `DELETE ... RETURNING` (MariaDB only), on
+    /// `VALUES()` in `ON DUPLICATE KEY UPDATE` (deprecated in MySQL 8.0.20) or
+    /// on `SKIP LOCKED`, and lock names are cut to 64 characters (MySQL's limit).
+    ///
+    /// # Reaping
+    ///
+    /// Expired rows are deleted by [`delete_expired`](crate::store::SessionStore::delete_expired)
+    /// (driven by [`spawn_reaper`](crate::store::spawn_reaper) or the CLI), 1000
+    /// rows per statement so requests interleave. Only one instance reaps a
+    /// database at a time: a run takes the named lock
+    /// `cloakroom_reap:<database>` with `GET_LOCK(name, 0)` and returns `0` at
+    /// once when another connection holds it. [`MySqlStore::try_reap`] tells the
+    /// two cases apart.
+    ///
+    /// # Errors
+    ///
+    /// Connection, pool and I/O failures, and transient server states (too many
+    /// connections, shutdown, lock wait timeout, deadlock, read-only server) are
+    /// [`StoreError::Unavailable`]; rows that cannot be decoded are
+    /// [`StoreError::Corrupt`]; anything else is [`StoreError::Other`].
+    pub struct MySqlStore(MySqlPool);
+    errors: db_err;
 
-impl fmt::Debug for MySqlStore {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        debug_pool(f, "MySqlStore", &self.pool)
-    }
-}
-
-impl MySqlStore {
     /// Connects to the database at `url` (`mysql://user:password@host/db`;
     /// the URL must name a database) with a pool of up to 10 connections
     /// that waits at most 5 seconds for a free connection, then creates or
@@ -148,9 +146,7 @@ impl MySqlStore {
     /// [`StoreError::Unavailable`] if the server cannot be reached,
     /// [`StoreError::Other`] for a malformed URL or a refused login, and as
     /// [`from_pool`](Self::from_pool).
-    pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        Self::from_pool(connect_pool(url).await.map_err(db_err)?).await
-    }
+    connect;
 
     /// Uses an existing pool, creating or migrating the schema first, in the
     /// connections' default database.
@@ -163,16 +159,7 @@ impl MySqlStore {
     /// lock for more than 10 seconds, [`StoreError::Other`] if the
     /// connections have no default database or the schema cannot be created
     /// (for example, missing privileges).
-    pub async fn from_pool(pool: MySqlPool) -> Result<Self, StoreError> {
-        migrate(&pool).await?;
-        Ok(Self { pool })
-    }
-
-    /// The underlying connection pool.
-    #[must_use]
-    pub fn pool(&self) -> &MySqlPool {
-        &self.pool
-    }
+    from_pool => migrate;
 
     /// Deletes every expired record, unless another instance is already
     /// doing so: returns `Some(count)` after reaping, `None` at once if
@@ -187,35 +174,169 @@ impl MySqlStore {
     /// # Errors
     ///
     /// A backend failure.
-    pub async fn try_reap(&self) -> Result<Option<u64>, StoreError> {
-        let mut lock = LockedConn::new(self.pool.acquire().await.map_err(db_err)?);
-        let got: Option<i64> =
-            sqlx::query_scalar(&format!("SELECT CAST(GET_LOCK({REAP_LOCK}, 0) AS SIGNED)"))
-                .fetch_one(&mut *lock.conn)
-                .await
-                .map_err(db_err)?;
-        if got != Some(1) {
-            lock.held = false;
-            return Ok(None);
+    try_reap => reap;
+}
+
+impl Dialect for MySqlStore {
+    const DELETE: &str = "DELETE FROM cloakroom_sessions WHERE `key` = ?";
+
+    async fn create(&self, key: &StorageKey, row: &Row, now: i64) -> Result<bool, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(db_err)?;
+        insert_if_absent(&mut conn, key, row, now).await
+    }
+
+    async fn load(&self, key: &StorageKey, now: i64) -> Result<Option<Record>, StoreError> {
+        let load = sqlx::query(
+            "SELECT record, idle_deadline FROM cloakroom_sessions
+             WHERE `key` = ? AND expires_at > ?",
+        );
+        fetch_record(load.bind(&key.0[..]).bind(now), &self.pool, db_err).await
+    }
+
+    async fn save(
+        &self,
+        key: &StorageKey,
+        row: &Row,
+        expected: i64,
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        // sqlx connects with CLIENT_FOUND_ROWS, so a matched row counts even
+        // if no value changed.
+        let update = sqlx::query(
+            "UPDATE cloakroom_sessions SET
+                 version = ?, `user` = ?, user_hash = ?, idle_deadline = ?,
+                 absolute_deadline = ?, expires_at = ?, record = ?
+             WHERE `key` = ? AND version = ? AND expires_at > ?",
+        );
+        let update = bind_row(update, row).bind(&key.0[..]).bind(expected);
+        affected(update.bind(now), &self.pool).await
+    }
+
+    async fn is_live(&self, key: &StorageKey, now: i64) -> Result<bool, StoreError> {
+        let live = sqlx::query(
+            "SELECT version FROM cloakroom_sessions WHERE `key` = ? AND expires_at > ?",
+        );
+        let found = live.bind(&key.0[..]).bind(now).fetch_optional(&self.pool);
+        Ok(found.await.map_err(db_err)?.is_some())
+    }
+
+    async fn touch(&self, key: &StorageKey, idle: i64, now: i64) -> Result<bool, StoreError> {
+        let touch = sqlx::query(
+            "UPDATE cloakroom_sessions
+             SET idle_deadline = ?, expires_at = LEAST(?, absolute_deadline)
+             WHERE `key` = ? AND expires_at > ?",
+        );
+        let touch = touch.bind(idle).bind(idle).bind(&key.0[..]).bind(now);
+        let n = affected(touch, &self.pool).await?;
+        // Without CLIENT_FOUND_ROWS a touch to the same deadline would count
+        // 0 rows; check before answering NotFound.
+        Ok(n == 1 || self.is_live(key, now).await?)
+    }
+
+    async fn rotate(
+        &self,
+        old: &StorageKey,
+        new: &StorageKey,
+        row: &Row,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        // One transaction: the new row exists before the old is gone, and
+        // nobody sees a moment with neither or both. S28: the old row goes
+        // first and only if it is live; if there is none (deleted or
+        // expired), nothing is filed under the new key. The DELETE locks
+        // the old row, so a racing `delete` or `delete_by_user` either
+        // removed it before (0 rows here) or waits for this commit; the
+        // latter's locking read then sees the new row (same user) and
+        // deletes it too, and its next-key locks on the user's index range
+        // hold back an insert that would slip in behind it.
+        let live = sqlx::query("DELETE FROM cloakroom_sessions WHERE `key` = ? AND expires_at > ?");
+        let moved = affected(live.bind(&old.0[..]).bind(now), &mut *tx).await?;
+        let outcome = if moved == 0 {
+            StoreError::NotFound
+        } else if insert_if_absent(&mut tx, new, row, now).await? {
+            return tx.commit().await.map_err(db_err);
+        } else {
+            StoreError::Conflict
+        };
+        // Undo the delete: nothing changes. A failed rollback closes the
+        // connection.
+        let _ = tx.rollback().await;
+        Err(outcome)
+    }
+
+    async fn list_by_user(&self, user: &str, now: i64) -> Result<Vec<UserSession>, StoreError> {
+        let list = sqlx::query(
+            "SELECT `key`, record, idle_deadline FROM cloakroom_sessions
+             WHERE user_hash = ? AND `user` = ? AND expires_at > ?",
+        );
+        let hash = user_hash(user);
+        let list = list.bind(&hash[..]).bind(user.as_bytes()).bind(now);
+        fetch_sessions(list, &self.pool, db_err).await
+    }
+
+    async fn delete_by_user(
+        &self,
+        user: &str,
+        except: Option<&StorageKey>,
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        let hash = user_hash(user);
+        // An empty `except` matches no key.
+        let except = except.map_or(&[][..], |k| &k.0[..]);
+        // Live rows first: they are what is counted. Then the user's expired
+        // rows, which no one can see any more, so the index stays exact.
+        let mut counts = [0u64; 2];
+        for (count, op) in counts.iter_mut().zip([">", "<="]) {
+            *count = sqlx::query(&format!(
+                "DELETE FROM cloakroom_sessions
+                 WHERE user_hash = ? AND `user` = ? AND `key` <> ? AND expires_at {op} ?"
+            ))
+            .bind(&hash[..])
+            .bind(user.as_bytes())
+            .bind(except)
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
         }
-        let reaped = reap_in_batches(&mut *lock.conn, |c| Box::pin(reap_batch(c))).await;
-        release(&mut lock, REAP_LOCK).await;
-        reaped.map(Some)
+        Ok(counts[0])
     }
 }
 
-/// Releases the named lock `name` (an SQL expression); on failure the
-/// connection is closed when `lock` drops, which releases it too.
-async fn release(lock: &mut LockedConn<MySql>, name: &str) {
-    let released: Result<Option<i64>, _> =
-        sqlx::query_scalar(&format!("SELECT CAST(RELEASE_LOCK({name}) AS SIGNED)"))
-            .fetch_one(&mut *lock.conn)
-            .await;
-    match released {
-        Ok(Some(1)) => lock.held = false,
-        Ok(_) => tracing::warn!("a cloakroom MySQL lock was not held at release"),
-        Err(e) => tracing::warn!(error = %e, "releasing a cloakroom MySQL lock failed"),
+/// A named lock (`GET_LOCK`), waiting at most `wait_secs` for it.
+struct NamedLock {
+    /// The lock's name, as an SQL expression.
+    name: &'static str,
+    wait_secs: i64,
+}
+
+impl SessionLock<MySql> for NamedLock {
+    fn name(&self) -> &'static str {
+        "a cloakroom MySQL lock"
     }
+
+    async fn try_lock(&self, conn: &mut MySqlConnection) -> Result<bool, StoreError> {
+        let (name, wait) = (self.name, self.wait_secs);
+        let sql = format!("SELECT CAST(GET_LOCK({name}, {wait}) AS SIGNED)");
+        let got: Option<i64> = sqlx::query_scalar(&sql)
+            .fetch_one(conn)
+            .await
+            .map_err(db_err)?;
+        Ok(got == Some(1))
+    }
+
+    async fn unlock(&self, conn: &mut MySqlConnection) -> Result<bool, sqlx::Error> {
+        let sql = format!("SELECT CAST(RELEASE_LOCK({}) AS SIGNED)", self.name);
+        let released: Option<i64> = sqlx::query_scalar(&sql).fetch_one(conn).await?;
+        Ok(released == Some(1))
+    }
+}
+
+/// `try_reap`: the batched reap, under the reaper lock.
+async fn reap(pool: &MySqlPool) -> Result<Option<u64>, StoreError> {
+    reap_exclusively(pool, db_err, &REAP_LOCK, |c| Box::pin(reap_batch(c))).await
 }
 
 /// Deletes up to [`REAP_BATCH`] expired rows.
@@ -235,23 +356,14 @@ async fn reap_batch(conn: &mut MySqlConnection) -> Result<u64, StoreError> {
 }
 
 async fn migrate(pool: &MySqlPool) -> Result<(), StoreError> {
-    let mut lock = LockedConn::new(pool.acquire().await.map_err(db_err)?);
-    let got: Option<i64> = sqlx::query_scalar(&format!(
-        "SELECT CAST(GET_LOCK({MIGRATE_LOCK}, {MIGRATE_LOCK_WAIT_SECS}) AS SIGNED)"
-    ))
-    .fetch_one(&mut *lock.conn)
-    .await
-    .map_err(db_err)?;
-    if got != Some(1) {
-        lock.held = false;
-        return Err(StoreError::unavailable_in(
+    let conn = pool.acquire().await.map_err(db_err)?;
+    let migrated = LockedConn::exclusively(conn, &MIGRATE_LOCK, |c| Box::pin(migrate_locked(c)));
+    migrated.await?.unwrap_or_else(|| {
+        Err(StoreError::unavailable_in(
             BACKEND,
             "timed out waiting for another instance's cloakroom schema migration",
-        ));
-    }
-    let result = migrate_locked(&mut lock.conn).await;
-    release(&mut lock, MIGRATE_LOCK).await;
-    result
+        ))
+    })
 }
 
 async fn migrate_locked(conn: &mut MySqlConnection) -> Result<(), StoreError> {
@@ -272,27 +384,10 @@ async fn migrate_locked(conn: &mut MySqlConnection) -> Result<(), StoreError> {
     .fetch_one(&mut *conn)
     .await
     .map_err(db_err)?;
-    let found: i64 = if has_meta > 0 {
-        sqlx::query_scalar("SELECT value FROM cloakroom_meta WHERE name = 'schema_version'")
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(db_err)?
-            .unwrap_or(0)
-    } else {
-        0
-    };
-    let steps = SCHEMA.steps_from(found)?;
-    if !steps.is_empty() {
-        // DDL commits implicitly in MySQL: the named lock, not a
-        // transaction, keeps concurrent starts apart, and every step is
-        // idempotent so an interrupted migration simply runs again.
-        for step in steps {
-            sqlx::query(step)
-                .persistent(false)
-                .execute(&mut *conn)
-                .await
-                .map_err(db_err)?;
-        }
+    // DDL commits implicitly in MySQL: the named lock, not a transaction,
+    // keeps concurrent starts apart, and every step is idempotent so an
+    // interrupted migration simply runs again.
+    if let Some(found) = SCHEMA.run_steps(&mut *conn, has_meta > 0, db_err).await? {
         sqlx::query(
             "INSERT INTO cloakroom_meta (name, value) VALUES ('schema_version', ?)
              ON DUPLICATE KEY UPDATE value = ?",
@@ -302,11 +397,7 @@ async fn migrate_locked(conn: &mut MySqlConnection) -> Result<(), StoreError> {
         .execute(&mut *conn)
         .await
         .map_err(db_err)?;
-        tracing::info!(
-            from = found,
-            to = SCHEMA_VERSION,
-            "migrated the MySQL session schema"
-        );
+        SCHEMA.log_migrated(found);
     }
     Ok(())
 }
@@ -354,6 +445,29 @@ fn user_hash(user: &str) -> [u8; 32] {
     *UserKey::of(user).as_bytes()
 }
 
+type MySqlQuery<'q> = Query<'q, MySql, MySqlArguments>;
+
+/// `query` with the columns of `row` bound next, in column order: version,
+/// user and its hash, idle and absolute deadlines, `expires_at`, record.
+fn bind_row<'q>(query: MySqlQuery<'q>, row: &'q Row) -> MySqlQuery<'q> {
+    query
+        .bind(row.version)
+        .bind(row.user_bytes())
+        .bind(row.user.as_deref().map(|u| user_hash(u).to_vec()))
+        .bind(row.idle_deadline)
+        .bind(row.absolute_deadline)
+        .bind(row.expires_at)
+        .bind(&row.record[..])
+}
+
+/// Runs `query` on `ex`: how many rows it affected.
+async fn affected<'q>(
+    query: MySqlQuery<'q>,
+    ex: impl MySqlExecutor<'q>,
+) -> Result<u64, StoreError> {
+    Ok(query.execute(ex).await.map_err(db_err)?.rows_affected())
+}
+
 /// Inserts `row` under `key` unless a live row is there; an expired row is
 /// deleted and the insert tried once more. Returns whether it was written.
 async fn insert_if_absent(
@@ -363,22 +477,15 @@ async fn insert_if_absent(
     now: i64,
 ) -> Result<bool, StoreError> {
     for attempt in 0..2 {
-        let inserted = sqlx::query(
+        let insert = sqlx::query(
             "INSERT INTO cloakroom_sessions
                  (`key`, version, `user`, user_hash, idle_deadline,
                   absolute_deadline, expires_at, record)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&key.0[..])
-        .bind(row.version)
-        .bind(row.user_bytes())
-        .bind(row.user.as_deref().map(|u| user_hash(u).to_vec()))
-        .bind(row.idle_deadline)
-        .bind(row.absolute_deadline)
-        .bind(row.expires_at)
-        .bind(&row.record[..])
-        .execute(&mut *conn)
-        .await;
+        );
+        let inserted = bind_row(insert.bind(&key.0[..]), row)
+            .execute(&mut *conn)
+            .await;
         match inserted {
             Ok(_) => return Ok(true),
             Err(e) if is_duplicate_key(&e) => {
@@ -386,16 +493,10 @@ async fn insert_if_absent(
                     break;
                 }
                 // Collided: only an expired row may be replaced.
-                let gone = sqlx::query(
+                let expired = sqlx::query(
                     "DELETE FROM cloakroom_sessions WHERE `key` = ? AND expires_at <= ?",
-                )
-                .bind(&key.0[..])
-                .bind(now)
-                .execute(&mut *conn)
-                .await
-                .map_err(db_err)?
-                .rows_affected();
-                if gone == 0 {
+                );
+                if affected(expired.bind(&key.0[..]).bind(now), &mut *conn).await? == 0 {
                     break;
                 }
             }
@@ -405,234 +506,15 @@ async fn insert_if_absent(
     Ok(false)
 }
 
-/// Whether a live row exists under `key`.
-async fn is_live(pool: &MySqlPool, key: &StorageKey, now: i64) -> Result<bool, StoreError> {
-    let found =
-        sqlx::query("SELECT version FROM cloakroom_sessions WHERE `key` = ? AND expires_at > ?")
-            .bind(&key.0[..])
-            .bind(now)
-            .fetch_optional(pool)
-            .await
-            .map_err(db_err)?;
-    Ok(found.is_some())
-}
-
-#[async_trait]
-impl SessionStore for MySqlStore {
-    async fn create(&self, key: &StorageKey, record: &Record) -> Result<(), StoreError> {
-        let row = Row::of(record);
-        let mut conn = self.pool.acquire().await.map_err(db_err)?;
-        if insert_if_absent(&mut conn, key, &row, sql_now()).await? {
-            Ok(())
-        } else {
-            Err(StoreError::Conflict)
-        }
-    }
-
-    async fn load(&self, key: &StorageKey) -> Result<Option<Record>, StoreError> {
-        let row = sqlx::query(
-            "SELECT record, idle_deadline FROM cloakroom_sessions
-             WHERE `key` = ? AND expires_at > ?",
-        )
-        .bind(&key.0[..])
-        .bind(sql_now())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db_err)?;
-        row.map(|r| {
-            let bytes: Vec<u8> = r.try_get(0).map_err(db_err)?;
-            let idle: i64 = r.try_get(1).map_err(db_err)?;
-            decode_row(bytes, idle)
-        })
-        .transpose()
-    }
-
-    async fn save(
-        &self,
-        key: &StorageKey,
-        record: &Record,
-        expected_version: u64,
-    ) -> Result<(), StoreError> {
-        let row = Row::of(record);
-        let now = sql_now();
-        // sqlx connects with CLIENT_FOUND_ROWS, so a matched row counts even
-        // if no value changed.
-        let n = sqlx::query(
-            "UPDATE cloakroom_sessions SET
-                 version = ?, `user` = ?, user_hash = ?, idle_deadline = ?,
-                 absolute_deadline = ?, expires_at = ?, record = ?
-             WHERE `key` = ? AND version = ? AND expires_at > ?",
-        )
-        .bind(row.version)
-        .bind(row.user_bytes())
-        .bind(row.user.as_deref().map(|u| user_hash(u).to_vec()))
-        .bind(row.idle_deadline)
-        .bind(row.absolute_deadline)
-        .bind(row.expires_at)
-        .bind(&row.record[..])
-        .bind(&key.0[..])
-        .bind(sql_version(expected_version))
-        .bind(now)
-        .execute(&self.pool)
-        .await
-        .map_err(db_err)?
-        .rows_affected();
-        if n == 1 {
-            Ok(())
-        } else if is_live(&self.pool, key, now).await? {
-            Err(StoreError::VersionConflict)
-        } else {
-            Err(StoreError::NotFound)
-        }
-    }
-
-    async fn touch(&self, key: &StorageKey, idle_deadline: Timestamp) -> Result<(), StoreError> {
-        let now = sql_now();
-        let n = sqlx::query(
-            "UPDATE cloakroom_sessions
-             SET idle_deadline = ?, expires_at = LEAST(?, absolute_deadline)
-             WHERE `key` = ? AND expires_at > ?",
-        )
-        .bind(sql_millis(idle_deadline))
-        .bind(sql_millis(idle_deadline))
-        .bind(&key.0[..])
-        .bind(now)
-        .execute(&self.pool)
-        .await
-        .map_err(db_err)?
-        .rows_affected();
-        // Without CLIENT_FOUND_ROWS a touch to the same deadline would count
-        // 0 rows; check before answering NotFound.
-        if n == 1 || is_live(&self.pool, key, now).await? {
-            Ok(())
-        } else {
-            Err(StoreError::NotFound)
-        }
-    }
-
-    async fn delete(&self, key: &StorageKey) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM cloakroom_sessions WHERE `key` = ?")
-            .bind(&key.0[..])
-            .execute(&self.pool)
-            .await
-            .map_err(db_err)?;
-        Ok(())
-    }
-
-    async fn rotate(
-        &self,
-        old_key: &StorageKey,
-        new_key: &StorageKey,
-        record: &Record,
-    ) -> Result<(), StoreError> {
-        let row = Row::of(record);
-        let now = sql_now();
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
-        // One transaction: the new row exists before the old is gone, and
-        // nobody sees a moment with neither or both. S28: the old row goes
-        // first and only if it is live; if there is none (deleted or
-        // expired), nothing is filed under the new key. The DELETE locks
-        // the old row, so a racing `delete` or `delete_by_user` either
-        // removed it before (0 rows here) or waits for this commit; the
-        // latter's locking read then sees the new row (same user) and
-        // deletes it too, and its next-key locks on the user's index range
-        // hold back an insert that would slip in behind it.
-        let moved =
-            sqlx::query("DELETE FROM cloakroom_sessions WHERE `key` = ? AND expires_at > ?")
-                .bind(&old_key.0[..])
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?
-                .rows_affected();
-        let outcome = if moved == 0 {
-            StoreError::NotFound
-        } else if insert_if_absent(&mut tx, new_key, &row, now).await? {
-            return tx.commit().await.map_err(db_err);
-        } else {
-            StoreError::Conflict
-        };
-        // Undo the delete: nothing changes. A failed rollback closes the
-        // connection.
-        let _ = tx.rollback().await;
-        Err(outcome)
-    }
-
-    async fn list_by_user(&self, user: &str) -> Result<Vec<UserSession>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT `key`, record, idle_deadline FROM cloakroom_sessions
-             WHERE user_hash = ? AND `user` = ? AND expires_at > ?",
-        )
-        .bind(&user_hash(user)[..])
-        .bind(user.as_bytes())
-        .bind(sql_now())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db_err)?;
-        rows.into_iter()
-            .map(|r| {
-                let key: Vec<u8> = r.try_get(0).map_err(db_err)?;
-                let bytes: Vec<u8> = r.try_get(1).map_err(db_err)?;
-                let idle: i64 = r.try_get(2).map_err(db_err)?;
-                Ok(UserSession {
-                    key: key_from(&key)?,
-                    record: decode_row(bytes, idle)?,
-                })
-            })
-            .collect()
-    }
-
-    async fn delete_by_user(
-        &self,
-        user: &str,
-        except: Option<&StorageKey>,
-    ) -> Result<u64, StoreError> {
-        let hash = user_hash(user);
-        // An empty `except` matches no key.
-        let except = except.map_or(&[][..], |k| &k.0[..]);
-        let now = sql_now();
-        // Live rows first: they are what is counted. Then the user's expired
-        // rows, which no one can see any more, so the index stays exact.
-        let mut counts = [0u64; 2];
-        for (count, op) in counts.iter_mut().zip([">", "<="]) {
-            *count = sqlx::query(&format!(
-                "DELETE FROM cloakroom_sessions
-                 WHERE user_hash = ? AND `user` = ? AND `key` <> ? AND expires_at {op} ?"
-            ))
-            .bind(&hash[..])
-            .bind(user.as_bytes())
-            .bind(except)
-            .bind(now)
-            .execute(&self.pool)
-            .await
-            .map_err(db_err)?
-            .rows_affected();
-        }
-        Ok(counts[0])
-    }
-
-    /// Deletes expired rows in batches; returns 0 at once when another
-    /// instance is reaping (see [`MySqlStore::try_reap`]).
-    fn is_durable(&self) -> bool {
-        // Durable: records are rows in an InnoDB table; nothing evicts them.
-        true
-    }
-
-    async fn delete_expired(&self) -> Result<u64, StoreError> {
-        Ok(self.try_reap().await?.unwrap_or(0))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::sql::server::check_schema;
 
     #[test]
     fn schema_version_check() {
         assert_eq!(SCHEMA.steps_from(0).unwrap(), [CREATE_META, SCHEMA_V1[0]]);
-        assert!(SCHEMA.steps_from(SCHEMA_VERSION).unwrap().is_empty());
-        let err = SCHEMA.steps_from(SCHEMA_VERSION + 1).unwrap_err();
-        assert!(err.to_string().contains("MySQL session schema version 2"));
+        check_schema(&SCHEMA);
     }
 
     /// Transient server states are `Unavailable`; a bad request (a

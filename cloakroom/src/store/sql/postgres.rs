@@ -2,22 +2,19 @@
 //!
 //! See [`PostgresStore`].
 
-use std::fmt;
+use sqlx::postgres::{PgArguments, PgConnection, PgExecutor, PgPool, Postgres};
+use sqlx::query::Query;
 
-use async_trait::async_trait;
-use sqlx::Row as _;
-use sqlx::postgres::{PgConnection, PgExecutor, PgPool};
-
-use crate::expiry::Timestamp;
 use crate::id::StorageKey;
 use crate::record::Record;
-use crate::store::kit::{key_from, sql_millis, sql_now};
-use crate::store::{SessionStore, StoreError, UserSession};
+use crate::store::kit::sql_now;
+use crate::store::{StoreError, UserSession};
 
-use super::{
-    LockedConn, REAP_BATCH, Row, SCHEMA_VERSION, Schema, connect_pool, debug_pool, decode_row,
-    driver_error, reap_in_batches, sql_version,
+use super::server::{
+    Schema, SessionLock, driver_error, fetch_record, fetch_sessions, reap_exclusively,
 };
+use super::shell::{Dialect, server_store};
+use super::{REAP_BATCH, Row, SCHEMA_VERSION};
 
 /// The backend, as errors name it.
 const BACKEND: &str = "postgres";
@@ -71,78 +68,82 @@ ON CONFLICT (key) DO UPDATE SET
     expires_at = EXCLUDED.expires_at, record = EXCLUDED.record
 WHERE cloakroom_sessions.expires_at <= $8"#;
 
+/// `save`: the row at `expected` version, if live, gets the new columns.
+const SAVE: &str = r#"UPDATE cloakroom_sessions SET
+    version = $2, "user" = $3, idle_deadline = $4,
+    absolute_deadline = $5, expires_at = $6, record = $7
+WHERE key = $1 AND version = $8 AND expires_at > $9"#;
+
+/// `rotate`: the live row under the old key moves to the new one.
+const ROTATE: &str = r#"UPDATE cloakroom_sessions SET
+    key = $2, version = $3, "user" = $4, idle_deadline = $5,
+    absolute_deadline = $6, expires_at = $7, record = $8
+WHERE key = $1 AND expires_at > $9"#;
+
 const REAP_LOCK_ARGS: &str = "$1, 'cloakroom_sessions'::regclass::oid::int4";
 
-/// Sessions in PostgreSQL. Cheap to clone: clones share one connection
-/// pool.
-///
-/// ```no_run
-/// # async fn demo() -> Result<(), cloakroom::store::StoreError> {
-/// use cloakroom::{SessionLayer, store::PostgresStore};
-///
-/// let store = PostgresStore::connect("postgres://app@db.internal/app").await?;
-/// let layer = SessionLayer::new(store);
-/// # Ok(()) }
-/// ```
-///
-/// Expired rows are never returned; start
-/// [`spawn_reaper`](crate::store::spawn_reaper) to delete them.
-///
-/// # How it is built
-///
-/// * One table, `cloakroom_sessions`, keyed by the 32-byte SHA-256 storage
-///   key (`BYTEA`), so a dump of the database holds no usable session ID
-///   (S6). Each row carries the record's version (the compare-and-swap
-///   token), its user, its idle and absolute deadlines and `expires_at` (the
-///   earlier of the two), all in milliseconds since the Unix epoch, and the
-///   encoded record. It is indexed by `expires_at` (for the reaper) and by
-///   user (a hash index, so a principal of any length can be indexed).
-/// * The user is stored as bytes (`BYTEA`) and compared exactly: a
-///   principal may hold any character, NUL included, which `TEXT` refuses.
-/// * The schema is created on [`PostgresStore::from_pool`] and versioned in
-///   `cloakroom_meta` (`schema_version`). Migrations run in one transaction
-///   under `pg_advisory_xact_lock` (keyed by the target schema), so any
-///   number of instances may start at once; a database written by a newer cloakroom is refused with
-///   [`StoreError::Corrupt`]. When the schema is current, start-up runs no
-///   DDL, so the application's role needs no `CREATE` privilege after the
-///   first start.
-/// * Every operation is one statement, except `rotate` (insert the new row
-///   and delete the old one in one transaction) and a `save` that matched
-///   nothing (one `SELECT` tells a version conflict from a missing record).
-///   "Now" is the application's wall clock, passed as a parameter: rows
-///   whose `expires_at` has passed are invisible to every operation even
-///   before they are reaped.
-///
-/// # Reaping
-///
-/// Expired rows are deleted by [`delete_expired`](SessionStore::delete_expired)
-/// (driven by [`spawn_reaper`](crate::store::spawn_reaper) or the CLI), 1000
-/// rows per statement so requests interleave. Only one instance reaps at a
-/// time: a run takes a session-level advisory lock scoped to the table and
-/// returns `0` at once when another instance holds it.
-/// [`PostgresStore::try_reap`] tells the two cases apart. (The lock is
-/// session-level, so behind a pooler in transaction mode, such as PgBouncer
-/// with `pool_mode = transaction`, it cannot be relied on; connect the
-/// reaping instance directly.)
-///
-/// # Errors
-///
-/// Connection, pool and I/O failures, and transient server states (shutdown,
-/// too many connections, deadlock, serialization failure, read-only standby)
-/// are [`StoreError::Unavailable`]; rows that cannot be decoded are
-/// [`StoreError::Corrupt`]; anything else is [`StoreError::Other`].
-#[derive(Clone)]
-pub struct PostgresStore {
-    pool: PgPool,
-}
+server_store! {
+    /// Sessions in PostgreSQL. Cheap to clone: clones share one connection
+    /// pool.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), cloakroom::store::StoreError> {
+    /// use cloakroom::{SessionLayer, store::PostgresStore};
+    ///
+    /// let store = PostgresStore::connect("postgres://app@db.internal/app").await?;
+    /// let layer = SessionLayer::new(store);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// Expired rows are never returned; start
+    /// [`spawn_reaper`](crate::store::spawn_reaper) to delete them.
+    ///
+    /// # How it is built
+    ///
+    /// * One table, `cloakroom_sessions`, keyed by the 32-byte SHA-256 storage
+    ///   key (`BYTEA`), so a dump of the database holds no usable session ID
+    ///   (S6). Each row carries the record's version (the compare-and-swap
+    ///   token), its user, its idle and absolute deadlines and `expires_at` (the
+    ///   earlier of the two), all in milliseconds since the Unix epoch, and the
+    ///   encoded record. It is indexed by `expires_at` (for the reaper) and by
+    ///   user (a hash index, so a principal of any length can be indexed).
+    /// * The user is stored as bytes (`BYTEA`) and compared exactly: a
+    ///   principal may hold any character, NUL included, which `TEXT` refuses.
+    /// * The schema is created on [`PostgresStore::from_pool`] and versioned in
+    ///   `cloakroom_meta` (`schema_version`). Migrations run in one transaction
+    ///   under `pg_advisory_xact_lock` (keyed by the target schema), so any
+    ///   number of instances may start at once; a database written by a newer cloakroom is refused with
+    ///   [`StoreError::Corrupt`]. When the schema is current, start-up runs no
+    ///   DDL, so the application's role needs no `CREATE` privilege after the
+    ///   first start.
+    /// * Every operation is one statement, except `rotate` (insert the new row
+    ///   and delete the old one in one transaction) and a `save` that matched
+    ///   nothing (one `SELECT` tells a version conflict from a missing record).
+    ///   "Now" is the application's wall clock, passed as a parameter: rows
+    ///   whose `expires_at` has passed are invisible to every operation even
+    ///   before they are reaped.
+    ///
+    /// # Reaping
+    ///
+    /// Expired rows are deleted by [`delete_expired`](crate::store::SessionStore::delete_expired)
+    /// (driven by [`spawn_reaper`](crate::store::spawn_reaper) or the CLI), 1000
+    /// rows per statement so requests interleave. Only one instance reaps at a
+    /// time: a run takes a session-level advisory lock scoped to the table and
+    /// returns `0` at once when another instance holds it.
+    /// [`PostgresStore::try_reap`] tells the two cases apart. (The lock is
+    /// session-level, so behind a pooler in transaction mode, such as PgBouncer
+    /// with `pool_mode = transaction`, it cannot be relied on; connect the
+    /// reaping instance directly.)
+    ///
+    /// # Errors
+    ///
+    /// Connection, pool and I/O failures, and transient server states (shutdown,
+    /// too many connections, deadlock, serialization failure, read-only standby)
+    /// are [`StoreError::Unavailable`]; rows that cannot be decoded are
+    /// [`StoreError::Corrupt`]; anything else is [`StoreError::Other`].
+    pub struct PostgresStore(PgPool);
+    errors: db_err;
 
-impl fmt::Debug for PostgresStore {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        debug_pool(f, "PostgresStore", &self.pool)
-    }
-}
-
-impl PostgresStore {
     /// Connects to the database at `url` (`postgres://user:password@host/db`)
     /// with a pool of up to 10 connections that waits at most 5 seconds for
     /// a free connection, then creates or migrates the schema. For other pool
@@ -154,9 +155,7 @@ impl PostgresStore {
     /// [`StoreError::Unavailable`] if the server cannot be reached,
     /// [`StoreError::Other`] for a malformed URL or a refused login, and as
     /// [`from_pool`](Self::from_pool).
-    pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        Self::from_pool(connect_pool(url).await.map_err(db_err)?).await
-    }
+    connect;
 
     /// Uses an existing pool, creating or migrating the schema first. The
     /// tables are created unqualified, in the first schema of the
@@ -169,16 +168,7 @@ impl PostgresStore {
     /// server cannot be reached or another instance's migration holds the
     /// lock for more than 10 seconds, [`StoreError::Other`] if the schema
     /// cannot be created (for example, missing privileges).
-    pub async fn from_pool(pool: PgPool) -> Result<Self, StoreError> {
-        migrate(&pool).await?;
-        Ok(Self { pool })
-    }
-
-    /// The underlying connection pool.
-    #[must_use]
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
+    from_pool => migrate;
 
     /// Deletes every expired record, unless another instance is already
     /// doing so: returns `Some(count)` after reaping, `None` at once if
@@ -193,32 +183,149 @@ impl PostgresStore {
     /// # Errors
     ///
     /// A backend failure.
-    pub async fn try_reap(&self) -> Result<Option<u64>, StoreError> {
-        let mut lock = LockedConn::new(self.pool.acquire().await.map_err(db_err)?);
-        let got: bool =
-            sqlx::query_scalar(&format!("SELECT pg_try_advisory_lock({REAP_LOCK_ARGS})"))
-                .bind(REAP_LOCK_CLASS)
-                .fetch_one(&mut *lock.conn)
-                .await
-                .map_err(db_err)?;
-        if !got {
-            lock.held = false;
-            return Ok(None);
-        }
-        let reaped = reap_in_batches(&mut *lock.conn, |c| Box::pin(reap_batch(c))).await;
-        let released: Result<bool, _> =
-            sqlx::query_scalar(&format!("SELECT pg_advisory_unlock({REAP_LOCK_ARGS})"))
-                .bind(REAP_LOCK_CLASS)
-                .fetch_one(&mut *lock.conn)
-                .await;
-        match released {
-            Ok(true) => lock.held = false,
-            // Dropping `lock` closes the connection, which frees the lock.
-            Ok(false) => tracing::warn!("the PostgreSQL reaper lock was not held at unlock"),
-            Err(e) => tracing::warn!(error = %e, "releasing the PostgreSQL reaper lock failed"),
-        }
-        reaped.map(Some)
+    try_reap => reap;
+}
+
+impl Dialect for PostgresStore {
+    const DELETE: &str = "DELETE FROM cloakroom_sessions WHERE key = $1";
+
+    async fn create(&self, key: &StorageKey, row: &Row, now: i64) -> Result<bool, StoreError> {
+        insert_if_absent(&self.pool, key, row, now).await
     }
+
+    async fn load(&self, key: &StorageKey, now: i64) -> Result<Option<Record>, StoreError> {
+        let load = sqlx::query(
+            "SELECT record, idle_deadline FROM cloakroom_sessions
+             WHERE key = $1 AND expires_at > $2",
+        );
+        fetch_record(load.bind(&key.0[..]).bind(now), &self.pool, db_err).await
+    }
+
+    async fn save(
+        &self,
+        key: &StorageKey,
+        row: &Row,
+        expected: i64,
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        let update = bind_row(sqlx::query(SAVE).bind(&key.0[..]), row);
+        affected(update.bind(expected).bind(now), &self.pool).await
+    }
+
+    async fn is_live(&self, key: &StorageKey, now: i64) -> Result<bool, StoreError> {
+        let live =
+            sqlx::query("SELECT 1 FROM cloakroom_sessions WHERE key = $1 AND expires_at > $2");
+        let found = live.bind(&key.0[..]).bind(now).fetch_optional(&self.pool);
+        Ok(found.await.map_err(db_err)?.is_some())
+    }
+
+    async fn touch(&self, key: &StorageKey, idle: i64, now: i64) -> Result<bool, StoreError> {
+        let touch = sqlx::query(
+            "UPDATE cloakroom_sessions
+             SET idle_deadline = $2, expires_at = LEAST($2, absolute_deadline)
+             WHERE key = $1 AND expires_at > $3",
+        );
+        let touch = touch.bind(&key.0[..]).bind(idle).bind(now);
+        Ok(affected(touch, &self.pool).await? == 1)
+    }
+
+    async fn rotate(
+        &self,
+        old: &StorageKey,
+        new: &StorageKey,
+        row: &Row,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        // An expired row under the new key gives way, as in `create`.
+        let expired =
+            sqlx::query("DELETE FROM cloakroom_sessions WHERE key = $1 AND expires_at <= $2");
+        affected(expired.bind(&new.0[..]).bind(now), &mut *tx).await?;
+        // S28: the live old row is moved to the new key in one UPDATE, so
+        // the new row exists exactly when the old is gone, and only a live
+        // row moves (0 rows: deleted or expired, nothing is filed). Moving
+        // the row rather than deleting it and inserting another is what
+        // makes a racing `delete_by_user` safe under READ COMMITTED: a
+        // DELETE that meets the row locked by this UPDATE re-checks its
+        // WHERE against the moved row once we commit (same user: deleted),
+        // while a fresh INSERT would be invisible to its snapshot and
+        // survive. A `delete` or `delete_by_user` that got there first
+        // leaves this UPDATE nothing to move.
+        let keys = sqlx::query(ROTATE).bind(&old.0[..]).bind(&new.0[..]);
+        let moved = bind_row(keys, row).bind(now).execute(&mut *tx).await;
+        let outcome = match moved {
+            Ok(done) if done.rows_affected() == 1 => return tx.commit().await.map_err(db_err),
+            Ok(_) => StoreError::NotFound,
+            Err(e) if is_unique_violation(&e) => StoreError::Conflict,
+            Err(e) => db_err(e),
+        };
+        // Nothing changed; a failed rollback closes the connection.
+        let _ = tx.rollback().await;
+        Err(outcome)
+    }
+
+    async fn list_by_user(&self, user: &str, now: i64) -> Result<Vec<UserSession>, StoreError> {
+        let list = sqlx::query(
+            r#"SELECT key, record, idle_deadline FROM cloakroom_sessions
+               WHERE "user" = $1 AND expires_at > $2"#,
+        );
+        fetch_sessions(list.bind(user.as_bytes()).bind(now), &self.pool, db_err).await
+    }
+
+    async fn delete_by_user(
+        &self,
+        user: &str,
+        except: Option<&StorageKey>,
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        // Expired rows of the user go too, but only live ones are counted.
+        // An empty `except` matches no key.
+        let live: i64 = sqlx::query_scalar(
+            r#"WITH gone AS (
+                   DELETE FROM cloakroom_sessions
+                   WHERE "user" = $1 AND key <> $2
+                   RETURNING expires_at
+               )
+               SELECT count(*) FROM gone WHERE expires_at > $3"#,
+        )
+        .bind(user.as_bytes())
+        .bind(except.map_or(&[][..], |k| &k.0[..]))
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(live.unsigned_abs())
+    }
+}
+
+/// The reaper lock: a session-level advisory lock, keyed by the table.
+struct ReaperLock;
+
+impl SessionLock<Postgres> for ReaperLock {
+    fn name(&self) -> &'static str {
+        "the PostgreSQL reaper lock"
+    }
+
+    async fn try_lock(&self, conn: &mut PgConnection) -> Result<bool, StoreError> {
+        let sql = format!("SELECT pg_try_advisory_lock({REAP_LOCK_ARGS})");
+        let got = sqlx::query_scalar(&sql)
+            .bind(REAP_LOCK_CLASS)
+            .fetch_one(conn);
+        got.await.map_err(db_err)
+    }
+
+    async fn unlock(&self, conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
+        let sql = format!("SELECT pg_advisory_unlock({REAP_LOCK_ARGS})");
+        sqlx::query_scalar(&sql)
+            .bind(REAP_LOCK_CLASS)
+            .fetch_one(conn)
+            .await
+    }
+}
+
+/// `try_reap`: the batched reap, under the reaper lock.
+async fn reap(pool: &PgPool) -> Result<Option<u64>, StoreError> {
+    reap_exclusively(pool, db_err, &ReaperLock, |c| Box::pin(reap_batch(c))).await
 }
 
 /// Deletes up to [`REAP_BATCH`] expired rows.
@@ -259,25 +366,8 @@ async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
         .fetch_one(&mut *tx)
         .await
         .map_err(db_err)?;
-    let found: i64 = if has_meta {
-        sqlx::query_scalar("SELECT value FROM cloakroom_meta WHERE name = 'schema_version'")
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_err)?
-            .unwrap_or(0)
-    } else {
-        0
-    };
     // On an error `tx` is dropped: rolled back, lock released.
-    let steps = SCHEMA.steps_from(found)?;
-    if !steps.is_empty() {
-        for step in steps {
-            sqlx::query(step)
-                .persistent(false)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?;
-        }
+    if let Some(found) = SCHEMA.run_steps(&mut *tx, has_meta, db_err).await? {
         sqlx::query(
             "INSERT INTO cloakroom_meta (name, value) VALUES ('schema_version', $1)
              ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
@@ -286,11 +376,7 @@ async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
-        tracing::info!(
-            from = found,
-            to = SCHEMA_VERSION,
-            "migrated the PostgreSQL session schema"
-        );
+        SCHEMA.log_migrated(found);
     }
     tx.commit().await.map_err(db_err)
 }
@@ -321,262 +407,45 @@ fn is_transient(sqlstate: &str) -> bool {
         )
 }
 
+type PgQuery<'q> = Query<'q, Postgres, PgArguments>;
+
+/// `query` with the columns of `row` bound next, in column order: version,
+/// user, idle and absolute deadlines, `expires_at`, record.
+fn bind_row<'q>(query: PgQuery<'q>, row: &'q Row) -> PgQuery<'q> {
+    query
+        .bind(row.version)
+        .bind(row.user_bytes())
+        .bind(row.idle_deadline)
+        .bind(row.absolute_deadline)
+        .bind(row.expires_at)
+        .bind(&row.record[..])
+}
+
+/// Runs `query` on `ex`: how many rows it affected.
+async fn affected<'q>(query: PgQuery<'q>, ex: impl PgExecutor<'q>) -> Result<u64, StoreError> {
+    Ok(query.execute(ex).await.map_err(db_err)?.rows_affected())
+}
+
 /// Inserts `row` under `key` unless a live row is there (an expired one is
 /// replaced); returns whether it was written.
-async fn insert_if_absent<'e>(
-    ex: impl PgExecutor<'e>,
-    key: &StorageKey,
-    row: &Row,
+async fn insert_if_absent<'q>(
+    ex: impl PgExecutor<'q>,
+    key: &'q StorageKey,
+    row: &'q Row,
     now: i64,
 ) -> Result<bool, StoreError> {
-    let n = sqlx::query(INSERT_IF_ABSENT)
-        .bind(&key.0[..])
-        .bind(row.version)
-        .bind(row.user_bytes())
-        .bind(row.idle_deadline)
-        .bind(row.absolute_deadline)
-        .bind(row.expires_at)
-        .bind(&row.record[..])
-        .bind(now)
-        .execute(ex)
-        .await
-        .map_err(db_err)?
-        .rows_affected();
-    Ok(n == 1)
-}
-
-/// Whether a live row exists under `key`.
-async fn is_live(pool: &PgPool, key: &StorageKey, now: i64) -> Result<bool, StoreError> {
-    let found = sqlx::query("SELECT 1 FROM cloakroom_sessions WHERE key = $1 AND expires_at > $2")
-        .bind(&key.0[..])
-        .bind(now)
-        .fetch_optional(pool)
-        .await
-        .map_err(db_err)?;
-    Ok(found.is_some())
-}
-
-#[async_trait]
-impl SessionStore for PostgresStore {
-    async fn create(&self, key: &StorageKey, record: &Record) -> Result<(), StoreError> {
-        let row = Row::of(record);
-        if insert_if_absent(&self.pool, key, &row, sql_now()).await? {
-            Ok(())
-        } else {
-            Err(StoreError::Conflict)
-        }
-    }
-
-    async fn load(&self, key: &StorageKey) -> Result<Option<Record>, StoreError> {
-        let row = sqlx::query(
-            "SELECT record, idle_deadline FROM cloakroom_sessions
-             WHERE key = $1 AND expires_at > $2",
-        )
-        .bind(&key.0[..])
-        .bind(sql_now())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db_err)?;
-        row.map(|r| {
-            let bytes: Vec<u8> = r.try_get(0).map_err(db_err)?;
-            let idle: i64 = r.try_get(1).map_err(db_err)?;
-            decode_row(bytes, idle)
-        })
-        .transpose()
-    }
-
-    async fn save(
-        &self,
-        key: &StorageKey,
-        record: &Record,
-        expected_version: u64,
-    ) -> Result<(), StoreError> {
-        let row = Row::of(record);
-        let now = sql_now();
-        let n = sqlx::query(
-            r#"UPDATE cloakroom_sessions SET
-                   version = $2, "user" = $3, idle_deadline = $4,
-                   absolute_deadline = $5, expires_at = $6, record = $7
-               WHERE key = $1 AND version = $8 AND expires_at > $9"#,
-        )
-        .bind(&key.0[..])
-        .bind(row.version)
-        .bind(row.user_bytes())
-        .bind(row.idle_deadline)
-        .bind(row.absolute_deadline)
-        .bind(row.expires_at)
-        .bind(&row.record[..])
-        .bind(sql_version(expected_version))
-        .bind(now)
-        .execute(&self.pool)
-        .await
-        .map_err(db_err)?
-        .rows_affected();
-        if n == 1 {
-            Ok(())
-        } else if is_live(&self.pool, key, now).await? {
-            Err(StoreError::VersionConflict)
-        } else {
-            Err(StoreError::NotFound)
-        }
-    }
-
-    async fn touch(&self, key: &StorageKey, idle_deadline: Timestamp) -> Result<(), StoreError> {
-        let n = sqlx::query(
-            "UPDATE cloakroom_sessions
-             SET idle_deadline = $2, expires_at = LEAST($2, absolute_deadline)
-             WHERE key = $1 AND expires_at > $3",
-        )
-        .bind(&key.0[..])
-        .bind(sql_millis(idle_deadline))
-        .bind(sql_now())
-        .execute(&self.pool)
-        .await
-        .map_err(db_err)?
-        .rows_affected();
-        if n == 1 {
-            Ok(())
-        } else {
-            Err(StoreError::NotFound)
-        }
-    }
-
-    async fn delete(&self, key: &StorageKey) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM cloakroom_sessions WHERE key = $1")
-            .bind(&key.0[..])
-            .execute(&self.pool)
-            .await
-            .map_err(db_err)?;
-        Ok(())
-    }
-
-    async fn rotate(
-        &self,
-        old_key: &StorageKey,
-        new_key: &StorageKey,
-        record: &Record,
-    ) -> Result<(), StoreError> {
-        let row = Row::of(record);
-        let now = sql_now();
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
-        // An expired row under the new key gives way, as in `create`.
-        sqlx::query("DELETE FROM cloakroom_sessions WHERE key = $1 AND expires_at <= $2")
-            .bind(&new_key.0[..])
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        // S28: the live old row is moved to the new key in one UPDATE, so
-        // the new row exists exactly when the old is gone, and only a live
-        // row moves (0 rows: deleted or expired, nothing is filed). Moving
-        // the row rather than deleting it and inserting another is what
-        // makes a racing `delete_by_user` safe under READ COMMITTED: a
-        // DELETE that meets the row locked by this UPDATE re-checks its
-        // WHERE against the moved row once we commit (same user: deleted),
-        // while a fresh INSERT would be invisible to its snapshot and
-        // survive. A `delete` or `delete_by_user` that got there first
-        // leaves this UPDATE nothing to move.
-        let moved = sqlx::query(
-            r#"UPDATE cloakroom_sessions SET
-                   key = $2, version = $3, "user" = $4, idle_deadline = $5,
-                   absolute_deadline = $6, expires_at = $7, record = $8
-               WHERE key = $1 AND expires_at > $9"#,
-        )
-        .bind(&old_key.0[..])
-        .bind(&new_key.0[..])
-        .bind(row.version)
-        .bind(row.user_bytes())
-        .bind(row.idle_deadline)
-        .bind(row.absolute_deadline)
-        .bind(row.expires_at)
-        .bind(&row.record[..])
-        .bind(now)
-        .execute(&mut *tx)
-        .await;
-        let outcome = match moved {
-            Ok(done) if done.rows_affected() == 1 => return tx.commit().await.map_err(db_err),
-            Ok(_) => StoreError::NotFound,
-            Err(e) if is_unique_violation(&e) => StoreError::Conflict,
-            Err(e) => db_err(e),
-        };
-        // Nothing changed; a failed rollback closes the connection.
-        let _ = tx.rollback().await;
-        Err(outcome)
-    }
-
-    async fn list_by_user(&self, user: &str) -> Result<Vec<UserSession>, StoreError> {
-        let rows = sqlx::query(
-            r#"SELECT key, record, idle_deadline FROM cloakroom_sessions
-               WHERE "user" = $1 AND expires_at > $2"#,
-        )
-        .bind(user.as_bytes())
-        .bind(sql_now())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db_err)?;
-        rows.into_iter()
-            .map(|r| {
-                let key: Vec<u8> = r.try_get(0).map_err(db_err)?;
-                let bytes: Vec<u8> = r.try_get(1).map_err(db_err)?;
-                let idle: i64 = r.try_get(2).map_err(db_err)?;
-                Ok(UserSession {
-                    key: key_from(&key)?,
-                    record: decode_row(bytes, idle)?,
-                })
-            })
-            .collect()
-    }
-
-    async fn delete_by_user(
-        &self,
-        user: &str,
-        except: Option<&StorageKey>,
-    ) -> Result<u64, StoreError> {
-        // Expired rows of the user go too, but only live ones are counted.
-        // An empty `except` matches no key.
-        let live: i64 = sqlx::query_scalar(
-            r#"WITH gone AS (
-                   DELETE FROM cloakroom_sessions
-                   WHERE "user" = $1 AND key <> $2
-                   RETURNING expires_at
-               )
-               SELECT count(*) FROM gone WHERE expires_at > $3"#,
-        )
-        .bind(user.as_bytes())
-        .bind(except.map_or(&[][..], |k| &k.0[..]))
-        .bind(sql_now())
-        .fetch_one(&self.pool)
-        .await
-        .map_err(db_err)?;
-        Ok(live.unsigned_abs())
-    }
-
-    /// Deletes expired rows in batches; returns 0 at once when another
-    /// instance is reaping (see [`PostgresStore::try_reap`]).
-    fn is_durable(&self) -> bool {
-        // Durable: records are rows in a table; nothing evicts them.
-        true
-    }
-
-    async fn delete_expired(&self) -> Result<u64, StoreError> {
-        Ok(self.try_reap().await?.unwrap_or(0))
-    }
+    let insert = bind_row(sqlx::query(INSERT_IF_ABSENT).bind(&key.0[..]), row).bind(now);
+    Ok(affected(insert, ex).await? == 1)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::sql::server::check_schema;
 
     #[test]
     fn schema_version_check() {
-        let steps = SCHEMA.steps_from(0).unwrap();
-        assert_eq!(steps.len(), 1 + SCHEMA_V1.len());
-        assert_eq!(steps[0], CREATE_META);
-        let err = SCHEMA.steps_from(SCHEMA_VERSION + 1).unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("PostgreSQL session schema version 2")
-        );
+        check_schema(&SCHEMA);
     }
 
     /// Transient server states are `Unavailable`; a bad request is not.
