@@ -1,27 +1,4 @@
 //! Sessions as files in a directory, safe across processes on one machine.
-//!
-//! # Layout
-//!
-//! ```text
-//! DIR/sessions/<hex storage key>      one file per session
-//! DIR/users/<hex sha256(user)>/<hex storage key>   empty index markers
-//! DIR/locks/<00..ff>.lock             256 lock files, by first key byte
-//! DIR/locks/user-<00..ff>.lock        256 more, by first byte of sha256(user)
-//! ```
-//!
-//! File names come only from the SHA-256 storage key (and the SHA-256 of the
-//! user name), never from anything in the request, so no cookie can name a
-//! path (S5, GO-2024-2730). Each write goes to a temporary file that is then
-//! renamed over the old one, so readers see the old or the new record, never
-//! half of one. Writers of one key serialize on an advisory lock file
-//! (`flock`), which also holds across processes sharing the directory.
-//! `rotate` holds the locks of both keys, and `rotate` into a user's session
-//! and `delete_by_user` of that user also hold the user's lock, so neither
-//! can slip between the other's steps (S28).
-//! `fsync` of the file and directory is optional ([`FileStore::with_fsync`]).
-//!
-//! A session file is `[u64 idle_deadline][encoded record]`; `touch` rewrites
-//! only the deadline's meaning, never the data.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
@@ -39,7 +16,30 @@ use crate::id::StorageKey;
 use crate::record::{MAX_RECORD_BYTES, Record};
 use crate::store::{SessionStore, StoreError, UserSession};
 
-/// Sessions as files in a directory; see the [module docs](self).
+/// Sessions as files in a directory, safe across processes on one machine.
+///
+/// # Layout
+///
+/// ```text
+/// DIR/sessions/<hex storage key>      one file per session
+/// DIR/users/<hex sha256(user)>/<hex storage key>   empty index markers
+/// DIR/locks/<00..ff>.lock             256 lock files, by first key byte
+/// DIR/locks/user-<00..ff>.lock        256 more, by first byte of sha256(user)
+/// ```
+///
+/// File names come only from the SHA-256 storage key (and the SHA-256 of the
+/// user name), never from anything in the request, so no cookie can name a
+/// path (S5, GO-2024-2730). Each write goes to a temporary file that is then
+/// renamed over the old one, so readers see the old or the new record, never
+/// half of one. Writers of one key serialize on an advisory lock file
+/// (`flock`), which also holds across processes sharing the directory.
+/// `rotate` holds the locks of both keys, and `rotate` into a user's session
+/// and `delete_by_user` of that user also hold the user's lock, so neither
+/// can slip between the other's steps (S28).
+/// `fsync` of the file and directory is optional ([`FileStore::with_fsync`]).
+///
+/// A session file is `[u64 idle_deadline][encoded record]`; `touch` rewrites
+/// only the deadline's meaning, never the data.
 ///
 /// ```no_run
 /// # fn main() -> Result<(), cloakroom::store::StoreError> {

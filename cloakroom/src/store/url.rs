@@ -1,20 +1,4 @@
 //! Choosing a store by URL: `memory:`, `sqlite:PATH`, `postgres://…`, ….
-//!
-//! [`StoreUrl::parse`] is a pure classifier (no I/O), so a typo or a
-//! missing cargo feature is reported before anything connects, with a
-//! message that says what to do. [`connect`] then builds the store.
-//!
-//! | URL | store | feature |
-//! |---|---|---|
-//! | `memory:` | [`MemoryStore`](super::MemoryStore) | — |
-//! | `sqlite:PATH` (also `sqlite://PATH`) | `SqliteStore` | `sqlite` |
-//! | `file:DIR` | [`FileStore`](super::FileStore) | — |
-//! | `postgres://…`, `postgresql://…` | `PostgresStore` | `postgres` |
-//! | `mysql://…`, `mariadb://…` | `MySqlStore` | `mysql` |
-//! | `redis://…`, `rediss://…` | `RedisStore` | `redis` |
-//! | `redis+cluster://h1:p1,h2:p2,…` | Redis Cluster | `redis` |
-//! | `memcache://host:port` | `MemcachedStore` | `memcached` |
-//! | `tiered:CACHE_URL\|DURABLE_URL` | [`TieredStore`](super::TieredStore) | — |
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -22,6 +6,24 @@ use std::sync::Arc;
 use crate::store::{SessionStore, StoreError};
 
 /// A parsed store URL.
+///
+/// Choosing a store by URL: `memory:`, `sqlite:PATH`, `postgres://…`, ….
+///
+/// [`StoreUrl::parse`] is a pure classifier (no I/O), so a typo or a
+/// missing cargo feature is reported before anything connects, with a
+/// message that says what to do. [`connect`] then builds the store.
+///
+/// | URL | store | feature |
+/// |---|---|---|
+/// | `memory:` | [`MemoryStore`](crate::store::MemoryStore) | — |
+/// | `sqlite:PATH` (also `sqlite://PATH`) | `SqliteStore` | `sqlite` |
+/// | `file:DIR` | [`FileStore`](crate::store::FileStore) | — |
+/// | `postgres://…`, `postgresql://…` | `PostgresStore` | `postgres` |
+/// | `mysql://…`, `mariadb://…` | `MySqlStore` | `mysql` |
+/// | `redis://…`, `rediss://…` | `RedisStore` | `redis` |
+/// | `redis+cluster://h1:p1,h2:p2,…` | Redis Cluster | `redis` |
+/// | `memcache://host:port` | `MemcachedStore` | `memcached` |
+/// | `tiered:CACHE_URL\|DURABLE_URL` | [`TieredStore`](crate::store::TieredStore) | — |
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum StoreUrl {
@@ -204,7 +206,7 @@ fn feature(name: &'static str, enabled: bool) -> Result<(), StoreUrlError> {
     }
 }
 
-/// Builds the store a URL names (see the [module docs](self)).
+/// Builds the store a URL names (the forms are listed on [`StoreUrl`]).
 ///
 /// ```
 /// # async fn run() -> Result<(), cloakroom::store::StoreError> {

@@ -1,109 +1,4 @@
 //! Any store as a cache in front of any durable store.
-//!
-//! ```
-//! use std::sync::Arc;
-//! use cloakroom::store::{MemoryStore, TieredStore};
-//!
-//! // In production the durable side is PostgreSQL or SQLite, the cache
-//! // Redis (shared) or MemoryStore (per process).
-//! let store = TieredStore::new(Arc::new(MemoryStore::new()), Arc::new(MemoryStore::new()));
-//! ```
-//!
-//! # Semantics
-//!
-//! * **The durable store is the truth.** It alone decides compare-and-swap,
-//!   and every operation that ends a session (`delete`, `rotate`,
-//!   `delete_by_user`) succeeds or fails on the durable store alone: a cache
-//!   outage never makes a logout fail.
-//! * **Read-through**: `load` asks the cache, and on a miss the durable
-//!   store, then fills the cache.
-//! * **Write-through**: `create`, `save` and `touch` go to the durable store
-//!   first, then refresh the cache. A version conflict refreshes the cached
-//!   copy from the durable store, so the retry reads the truth.
-//! * **Tombstones**: after ending a session in the durable store, the cache
-//!   slot is overwritten with a tombstone that lives for the cache TTL plus
-//!   5 s. A tombstone reads as a miss that must not be filled.
-//!   `delete_by_user` also leaves a *user* tombstone, which every fill of
-//!   that user's records checks after writing (one more cache read per fill
-//!   of a signed-in session).
-//! * **Gated fills**: a fill only ever inserts into an empty slot or
-//!   compare-and-swaps over a copy of an *older* version (or a stale copy of
-//!   the same one); it never overwrites a tombstone or a newer copy.
-//! * **Bounded cache lifetime**: a cached copy serves reads at most until
-//!   the session expires and at most [`TieredStore::with_cache_ttl`]
-//!   (default 30 s) after the moment its durable read or write *began*.
-//!
-//! # Worst-case revocation delay (S29)
-//!
-//! * **Shared cache** (Redis in front of PostgreSQL, say), reachable, and
-//!   keeping entries for their TTL: **none**. Once `delete`, `rotate` or
-//!   `delete_by_user` returns, no instance serves the old record, whatever
-//!   fills were in flight.
-//! * **Everything else**: a **per-process** cache
-//!   ([`MemoryStore`](super::MemoryStore) in each instance: other instances
-//!   never see the tombstone), a cache that was unreachable during the
-//!   revocation (logged as a warning), a cache that evicts under memory
-//!   pressure (tombstones are small anonymous records, evicted first by a
-//!   full `MemoryStore`), or clocks more than 5 s apart: a revoked session
-//!   may be served for **at most the cache TTL after the durable delete**
-//!   (plus the clock difference between instances). Lower the TTL if that
-//!   is too long.
-//!
-//! An older version is never cached over a newer one. It can be cached
-//! only after the newer copy vanished from the cache (eviction, outage)
-//! while a slow fill was in flight, for at most that fill's cache TTL; a
-//! save based on it fails with [`StoreError::VersionConflict`], so it costs
-//! a retry, never a lost update.
-//!
-//! # Why no fill can resurrect a revoked session
-//!
-//! Take a fill F of key K and a revocation R of K (shared cache):
-//!
-//! * F stamps its copy "fresh until `s + ttl`", where `s` is read *before*
-//!   F's durable read (or write, for write-through) starts.
-//! * R deletes K from the durable store, finishing at `d`, then writes a
-//!   tombstone computed at `t >= d` that lives until `t + ttl + 5 s`. The
-//!   tombstone write overwrites whatever the slot holds (insert if empty,
-//!   else compare-and-swap on the version it saw, retried).
-//! * If F's durable read came after the delete it found nothing and fills
-//!   nothing. Otherwise `s < d`. F's write then lands (1) before the
-//!   tombstone, and the tombstone overwrites it; (2) while the tombstone
-//!   lives, and the gate refuses it (an insert finds the slot taken, a
-//!   compare-and-swap expecting a copy's version finds
-//!   the tombstone version, which no copy has); or (3) after the
-//!   tombstone expired, at a time `>= t + ttl + 5 s > s + ttl`, so the copy
-//!   is already stale when it lands and serves nothing.
-//! * Interleavings inside the compare-and-swap loops: a fill and the
-//!   tombstone writer both read the slot, then write conditionally on what
-//!   they read. Whichever writes second fails (insert into a taken slot, or
-//!   a version that changed) and reads again; a fill that then sees the
-//!   tombstone stops, the tombstone writer never stops short of writing. A
-//!   fill that replaced a same-version copy between the tombstone writer's
-//!   read and write does not stop the tombstone either: the version it
-//!   expects is unchanged.
-//!
-//! Case (3) needs the tombstone to outlive `ttl` on the cache's clock as
-//! measured from the filler's clock: the 5 s margin is that allowance. Where
-//! the tombstone is missing (outage, eviction, per-process caches), only
-//! case (3)'s freshness bound is left, giving `s + ttl < d + ttl`: the
-//! documented worst case.
-//!
-//! `delete_by_user` tombstones the keys it listed before its durable delete
-//! and the copies the cache lists after it. What neither listing sees is a
-//! session filed between the durable listing and the durable delete whose
-//! copy lands after the cache listing. For those: R writes the user
-//! tombstone (at `t`, after the durable delete) *before* listing the cache,
-//! and a fill F of one of the user's records reads the user tombstone
-//! *after* its write lands. Either F's write precedes the cache listing
-//! (listed, so buried) or F's check follows the user tombstone; a check
-//! that finds it with `s < t + 5 s` buries F's own copy. (Over-burying
-//! only costs read-throughs: a sign-in within 5 s after "log out
-//! everywhere" is not cached for a TTL.) A check after the user tombstone
-//! expired is again case (3).
-//!
-//! Versions work the same way: a fill reading version 1 and landing after
-//! a save wrote version 2 finds a copy of version 2 (or a tombstone) and
-//! stops, since the gate only replaces older versions.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -129,7 +24,112 @@ const CLOCK_SKEW_ALLOWANCE: Duration = Duration::from_secs(5);
 /// they see a tombstone or a copy at least as new as theirs.
 const CACHE_WRITE_ATTEMPTS: usize = 4;
 
-/// A cache store in front of a durable store; see the [module docs](self).
+/// Any store as a cache in front of any durable store.
+///
+/// ```
+/// use std::sync::Arc;
+/// use cloakroom::store::{MemoryStore, TieredStore};
+///
+/// // In production the durable side is PostgreSQL or SQLite, the cache
+/// // Redis (shared) or MemoryStore (per process).
+/// let store = TieredStore::new(Arc::new(MemoryStore::new()), Arc::new(MemoryStore::new()));
+/// ```
+///
+/// # Semantics
+///
+/// * **The durable store is the truth.** It alone decides compare-and-swap,
+///   and every operation that ends a session (`delete`, `rotate`,
+///   `delete_by_user`) succeeds or fails on the durable store alone: a cache
+///   outage never makes a logout fail.
+/// * **Read-through**: `load` asks the cache, and on a miss the durable
+///   store, then fills the cache.
+/// * **Write-through**: `create`, `save` and `touch` go to the durable store
+///   first, then refresh the cache. A version conflict refreshes the cached
+///   copy from the durable store, so the retry reads the truth.
+/// * **Tombstones**: after ending a session in the durable store, the cache
+///   slot is overwritten with a tombstone that lives for the cache TTL plus
+///   5 s. A tombstone reads as a miss that must not be filled.
+///   `delete_by_user` also leaves a *user* tombstone, which every fill of
+///   that user's records checks after writing (one more cache read per fill
+///   of a signed-in session).
+/// * **Gated fills**: a fill only ever inserts into an empty slot or
+///   compare-and-swaps over a copy of an *older* version (or a stale copy of
+///   the same one); it never overwrites a tombstone or a newer copy.
+/// * **Bounded cache lifetime**: a cached copy serves reads at most until
+///   the session expires and at most [`TieredStore::with_cache_ttl`]
+///   (default 30 s) after the moment its durable read or write *began*.
+///
+/// # Worst-case revocation delay (S29)
+///
+/// * **Shared cache** (Redis in front of PostgreSQL, say), reachable, and
+///   keeping entries for their TTL: **none**. Once `delete`, `rotate` or
+///   `delete_by_user` returns, no instance serves the old record, whatever
+///   fills were in flight.
+/// * **Everything else**: a **per-process** cache
+///   ([`MemoryStore`](super::MemoryStore) in each instance: other instances
+///   never see the tombstone), a cache that was unreachable during the
+///   revocation (logged as a warning), a cache that evicts under memory
+///   pressure (tombstones are small anonymous records, evicted first by a
+///   full `MemoryStore`), or clocks more than 5 s apart: a revoked session
+///   may be served for **at most the cache TTL after the durable delete**
+///   (plus the clock difference between instances). Lower the TTL if that
+///   is too long.
+///
+/// An older version is never cached over a newer one. It can be cached
+/// only after the newer copy vanished from the cache (eviction, outage)
+/// while a slow fill was in flight, for at most that fill's cache TTL; a
+/// save based on it fails with [`StoreError::VersionConflict`], so it costs
+/// a retry, never a lost update.
+///
+/// # Why no fill can resurrect a revoked session
+///
+/// Take a fill F of key K and a revocation R of K (shared cache):
+///
+/// * F stamps its copy "fresh until `s + ttl`", where `s` is read *before*
+///   F's durable read (or write, for write-through) starts.
+/// * R deletes K from the durable store, finishing at `d`, then writes a
+///   tombstone computed at `t >= d` that lives until `t + ttl + 5 s`. The
+///   tombstone write overwrites whatever the slot holds (insert if empty,
+///   else compare-and-swap on the version it saw, retried).
+/// * If F's durable read came after the delete it found nothing and fills
+///   nothing. Otherwise `s < d`. F's write then lands (1) before the
+///   tombstone, and the tombstone overwrites it; (2) while the tombstone
+///   lives, and the gate refuses it (an insert finds the slot taken, a
+///   compare-and-swap expecting a copy's version finds
+///   the tombstone version, which no copy has); or (3) after the
+///   tombstone expired, at a time `>= t + ttl + 5 s > s + ttl`, so the copy
+///   is already stale when it lands and serves nothing.
+/// * Interleavings inside the compare-and-swap loops: a fill and the
+///   tombstone writer both read the slot, then write conditionally on what
+///   they read. Whichever writes second fails (insert into a taken slot, or
+///   a version that changed) and reads again; a fill that then sees the
+///   tombstone stops, the tombstone writer never stops short of writing. A
+///   fill that replaced a same-version copy between the tombstone writer's
+///   read and write does not stop the tombstone either: the version it
+///   expects is unchanged.
+///
+/// Case (3) needs the tombstone to outlive `ttl` on the cache's clock as
+/// measured from the filler's clock: the 5 s margin is that allowance. Where
+/// the tombstone is missing (outage, eviction, per-process caches), only
+/// case (3)'s freshness bound is left, giving `s + ttl < d + ttl`: the
+/// documented worst case.
+///
+/// `delete_by_user` tombstones the keys it listed before its durable delete
+/// and the copies the cache lists after it. What neither listing sees is a
+/// session filed between the durable listing and the durable delete whose
+/// copy lands after the cache listing. For those: R writes the user
+/// tombstone (at `t`, after the durable delete) *before* listing the cache,
+/// and a fill F of one of the user's records reads the user tombstone
+/// *after* its write lands. Either F's write precedes the cache listing
+/// (listed, so buried) or F's check follows the user tombstone; a check
+/// that finds it with `s < t + 5 s` buries F's own copy. (Over-burying
+/// only costs read-throughs: a sign-in within 5 s after "log out
+/// everywhere" is not cached for a TTL.) A check after the user tombstone
+/// expired is again case (3).
+///
+/// Versions work the same way: a fill reading version 1 and landing after
+/// a save wrote version 2 finds a copy of version 2 (or a tombstone) and
+/// stops, since the gate only replaces older versions.
 #[derive(Clone)]
 pub struct TieredStore {
     cache: Arc<dyn SessionStore>,
@@ -158,7 +158,7 @@ impl TieredStore {
 
     /// How long a cached copy may serve reads after its durable read or
     /// write began: the worst-case revocation delay with a per-process
-    /// cache or during a cache outage (see the [module docs](self)).
+    /// cache or during a cache outage (see the [type docs](TieredStore)).
     /// Tombstones live this long plus 5 s.
     #[must_use]
     pub fn with_cache_ttl(mut self, ttl: Duration) -> Self {

@@ -1,24 +1,4 @@
 //! The embedded default store: one SQLite file.
-//!
-//! # How it is built
-//!
-//! * One file in WAL mode: readers never wait for the writer.
-//! * **One writer thread** owns the only writing connection. Writes from all
-//!   requests queue to it, and it commits whatever has queued up in a single
-//!   transaction (group commit): under load, one commit carries many saves,
-//!   and no request ever sees `database is locked` from another request of
-//!   this process. Each write is answered only after its transaction
-//!   commits.
-//! * Reads run on a small pool of read-only connections on Tokio's blocking
-//!   threads.
-//! * The schema is created (and versioned in `cloakroom_meta`) on open,
-//!   indexed by expiry and by user; rows are keyed by the SHA-256 storage
-//!   key, so the file holds no usable session ID (S6).
-//!
-//! Durability: by default `synchronous=NORMAL`, which in WAL mode survives a
-//! crash of the application but may lose the last commits on power loss;
-//! [`Synchronous::Full`] survives power loss at the cost of an fsync per
-//! group commit.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};
@@ -126,6 +106,26 @@ impl SqliteStoreBuilder {
 ///
 /// Expired rows are never returned; start
 /// [`spawn_reaper`](crate::store::spawn_reaper) to delete them.
+///
+/// # How it is built
+///
+/// * One file in WAL mode: readers never wait for the writer.
+/// * **One writer thread** owns the only writing connection. Writes from all
+///   requests queue to it, and it commits whatever has queued up in a single
+///   transaction (group commit): under load, one commit carries many saves,
+///   and no request ever sees `database is locked` from another request of
+///   this process. Each write is answered only after its transaction
+///   commits.
+/// * Reads run on a small pool of read-only connections on Tokio's blocking
+///   threads.
+/// * The schema is created (and versioned in `cloakroom_meta`) on open,
+///   indexed by expiry and by user; rows are keyed by the SHA-256 storage
+///   key, so the file holds no usable session ID (S6).
+///
+/// Durability: by default `synchronous=NORMAL`, which in WAL mode survives a
+/// crash of the application but may lose the last commits on power loss;
+/// [`Synchronous::Full`] survives power loss at the cost of an fsync per
+/// group commit.
 #[derive(Clone)]
 pub struct SqliteStore {
     inner: Arc<Inner>,
