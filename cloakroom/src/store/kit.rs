@@ -40,6 +40,12 @@ pub(crate) fn lua_millis(t: Timestamp) -> u64 {
     t.as_millis().min(LUA_MAX_MS)
 }
 
+/// The wall clock as [`lua_millis`].
+#[cfg(feature = "redis")]
+pub(crate) fn lua_now() -> u64 {
+    lua_millis(Timestamp::now())
+}
+
 /// Decodes a stored record and overlays the idle deadline stored beside
 /// it: `touch` moves only that deadline (never rewriting the record), so
 /// the stored one wins over the one encoded inside.

@@ -12,8 +12,7 @@ use super::reply::{
     self, Saved, array, decode, fields, int, opt_bytes, opt_ms, parse_member, parse_ms,
 };
 use super::scripts::{
-    Write, create, delete, delete_if_live, delete_if_user, flag, index_add, index_members, now_ms,
-    save,
+    Write, create, delete, delete_if_live, delete_if_user, flag, index_add, index_members, save,
 };
 use super::{BACKEND, RedisStore};
 use crate::id::StorageKey;
@@ -36,7 +35,7 @@ impl Topology for Cluster {
         record: &Record,
     ) -> Result<(), StoreError> {
         let w = Write::of(key, record);
-        let now = now_ms();
+        let now = kit::lua_now();
         // The index member goes in before the session exists.
         let indexed = w.live(now) && w.user.is_some();
         if indexed && let Some(user) = w.user {
@@ -74,7 +73,7 @@ impl Topology for Cluster {
         let mut indexed = false;
         let mut now;
         let old_user = loop {
-            now = now_ms();
+            now = kit::lua_now();
             let mut call = save::call();
             call.key(save::KEY_SESSION, store.session_key(&w.member));
             w.fill(&mut call, now, store.prefix(), false);
@@ -166,7 +165,7 @@ impl Topology for Cluster {
         let member = old_key.to_hex();
         let mut call = delete_if_live::call();
         call.key(delete_if_live::KEY_SESSION, store.session_key(&member))
-            .arg(delete_if_live::ARG_NOW, now_ms());
+            .arg(delete_if_live::ARG_NOW, kit::lua_now());
         let claimed = match store.client.script(&call).await.and_then(array) {
             Ok(reply) => reply,
             Err(e) => {
@@ -205,7 +204,7 @@ impl Topology for Cluster {
         user: &str,
     ) -> Result<Vec<UserSession>, StoreError> {
         let members = store.index_members(user).await?;
-        let now = now_ms();
+        let now = kit::lua_now();
         let mut out = Vec::new();
         let mut stale = Vec::new();
         for chunk in batches(&members) {
@@ -295,7 +294,7 @@ impl RedisStore {
         call.key(index_add::KEY_INDEX, self.index_key(user))
             .arg(index_add::ARG_MEMBER, member)
             .arg(index_add::ARG_SCORE, score.min(kit::LUA_MAX_MS))
-            .arg(index_add::ARG_NOW, now_ms());
+            .arg(index_add::ARG_NOW, kit::lua_now());
         self.client.script(&call).await.map(drop)
     }
 
@@ -330,7 +329,9 @@ impl RedisStore {
             return Ok(());
         }
         match (opt_ms(i.as_deref()), opt_ms(a.as_deref())) {
-            (Some(i), Some(a)) if i.min(a) > now_ms() => self.index_add(user, member, a).await,
+            (Some(i), Some(a)) if i.min(a) > kit::lua_now() => {
+                self.index_add(user, member, a).await
+            }
             _ => Ok(()),
         }
     }
@@ -340,7 +341,7 @@ impl RedisStore {
     async fn index_members(&self, user: &str) -> Result<Vec<String>, StoreError> {
         let mut call = index_members::call();
         call.key(index_members::KEY_INDEX, self.index_key(user))
-            .arg(index_members::ARG_NOW, now_ms());
+            .arg(index_members::ARG_NOW, kit::lua_now());
         array(self.client.script(&call).await?)?
             .into_iter()
             .map(|v| {
@@ -353,7 +354,7 @@ impl RedisStore {
     /// One pass of `delete_by_user` over `members`; returns how many live
     /// sessions it deleted.
     async fn delete_by_user_pass(&self, user: &str, members: &[String]) -> Result<u64, StoreError> {
-        let now = now_ms();
+        let now = kit::lua_now();
         let mut deleted = 0u64;
         for chunk in batches(members) {
             let results = join_all(chunk.iter().map(|m| async move {

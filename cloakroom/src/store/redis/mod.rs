@@ -21,7 +21,7 @@ use async_trait::async_trait;
 
 use self::conn::Client;
 use self::reply::{decode, fields, int, parse_ms};
-use self::scripts::{now_ms, touch};
+use self::scripts::touch;
 use crate::expiry::Timestamp;
 use crate::id::StorageKey;
 use crate::record::Record;
@@ -287,7 +287,7 @@ impl SessionStore for RedisStore {
         call.key(touch::KEY_SESSION, self.session_key(&key.to_hex()))
             .arg(touch::ARG_IDLE_EXACT, idle_deadline.as_millis())
             .arg(touch::ARG_IDLE_CLAMPED, kit::lua_millis(idle_deadline))
-            .arg(touch::ARG_NOW, now_ms());
+            .arg(touch::ARG_NOW, kit::lua_now());
         if int(&self.client.script(&call).await?)? == 1 {
             Ok(())
         } else {

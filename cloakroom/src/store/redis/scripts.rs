@@ -16,7 +16,6 @@ use std::sync::LazyLock;
 use bytes::Bytes;
 use redis::{Script, ScriptInvocation, ToRedisArgs};
 
-use crate::expiry::Timestamp;
 use crate::id::StorageKey;
 use crate::record::Record;
 use crate::store::kit;
@@ -31,11 +30,6 @@ const WRITE: &str = include_str!("lua/write.lua");
 fn assemble(parts: &[&str]) -> Script {
     let code: String = parts.iter().map(|p| format!("\n{p}")).collect();
     Script::new(&code)
-}
-
-/// The wall clock as the scripts compare it.
-pub(super) fn now_ms() -> u64 {
-    kit::lua_millis(Timestamp::now())
 }
 
 /// A script's flag argument.
@@ -353,6 +347,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::expiry::Timestamp;
 
     /// Every script with its Lua text, in the order it is assembled.
     fn all() -> Vec<(&'static str, &'static Script, usize, String)> {

@@ -7,10 +7,10 @@ use async_trait::async_trait;
 use super::RedisStore;
 use super::conn::Topology;
 use super::reply::{self, Saved, int, opt_bytes};
-use super::scripts::{Write, create, delete, delete_by_user, flag, list, now_ms, rotate, save};
+use super::scripts::{Write, create, delete, delete_by_user, flag, list, rotate, save};
 use crate::id::StorageKey;
 use crate::record::Record;
-use crate::store::{StoreError, UserSession};
+use crate::store::{StoreError, UserSession, kit};
 
 /// The index is kept by the scripts themselves.
 pub(super) struct SingleServer;
@@ -29,7 +29,7 @@ impl Topology for SingleServer {
         if let Some(user) = w.user {
             call.key(create::KEY_INDEX, store.index_key(user));
         }
-        w.fill(&mut call, now_ms(), store.prefix(), true);
+        w.fill(&mut call, kit::lua_now(), store.prefix(), true);
         if int(&store.client.script(&call).await?)? == 1 {
             Ok(())
         } else {
@@ -50,7 +50,7 @@ impl Topology for SingleServer {
         if let Some(user) = w.user {
             call.key(save::KEY_INDEX, store.index_key(user));
         }
-        w.fill(&mut call, now_ms(), store.prefix(), true);
+        w.fill(&mut call, kit::lua_now(), store.prefix(), true);
         call.arg(save::ARG_EXPECTED_VERSION, expected_version)
             .arg(save::ARG_INDEXED, flag(false));
         match reply::saved(store.client.script(&call).await?)? {
@@ -86,7 +86,7 @@ impl Topology for SingleServer {
         if let Some(user) = w.user {
             call.key(rotate::KEY_INDEX, store.index_key(user));
         }
-        w.fill(&mut call, now_ms(), store.prefix(), true);
+        w.fill(&mut call, kit::lua_now(), store.prefix(), true);
         call.arg(rotate::ARG_OLD_MEMBER, old_key.to_hex());
         match int(&store.client.script(&call).await?)? {
             1 => Ok(()),
@@ -103,7 +103,7 @@ impl Topology for SingleServer {
         let mut call = list::call();
         call.key(list::KEY_INDEX, store.index_key(user))
             .arg(list::ARG_USER, user)
-            .arg(list::ARG_NOW, now_ms())
+            .arg(list::ARG_NOW, kit::lua_now())
             .arg(list::ARG_PREFIX, store.prefix());
         reply::listed(store.client.script(&call).await?)
     }
@@ -121,7 +121,7 @@ impl Topology for SingleServer {
                 delete_by_user::ARG_EXCEPT,
                 except.map(StorageKey::to_hex).unwrap_or_default(),
             )
-            .arg(delete_by_user::ARG_NOW, now_ms())
+            .arg(delete_by_user::ARG_NOW, kit::lua_now())
             .arg(delete_by_user::ARG_PREFIX, store.prefix());
         let n = int(&store.client.script(&call).await?)?;
         Ok(u64::try_from(n).unwrap_or(0))
