@@ -148,7 +148,7 @@ mod axum_setups {
             #[cfg(feature = "redis-peers")]
             "cloakroom-redis" => {
                 let store = cloakroom::store::RedisStore::builder(redis_url)
-                    .prefix("bench:")
+                    .with_prefix("bench:")
                     .connect()
                     .await?;
                 cloakroom_app(cloakroom::SessionLayer::builder(store))?

@@ -543,7 +543,7 @@ async fn connect_failure_is_unavailable_and_hides_password() {
     let url = format!("redis://:hunter2@127.0.0.1:{port}/");
     let started = std::time::Instant::now();
     let err = RedisStore::builder(&url)
-        .connection_timeout(Duration::from_millis(300))
+        .with_connection_timeout(Duration::from_millis(300))
         .connect()
         .await
         .unwrap_err();
@@ -633,9 +633,9 @@ async fn recovers_after_the_server_restarts() {
         Err(e) => return skip_service("redis-server (spare instance)", &e),
     };
     let store = RedisStore::builder(&format!("redis://127.0.0.1:{port}/"))
-        .prefix(random_prefix())
-        .response_timeout(Duration::from_millis(500))
-        .connection_timeout(Duration::from_millis(500))
+        .with_prefix(random_prefix())
+        .with_response_timeout(Duration::from_millis(500))
+        .with_connection_timeout(Duration::from_millis(500))
         .connect()
         .await
         .unwrap();

@@ -21,8 +21,8 @@ const DEFAULT_CONNECTION_TIMEOUT: Duration = Duration::from_secs(1);
 /// use cloakroom::store::RedisStore;
 ///
 /// let store = RedisStore::builder("redis://127.0.0.1:6379/")
-///     .prefix("myapp:")
-///     .response_timeout(Duration::from_millis(500))
+///     .with_prefix("myapp:")
+///     .with_response_timeout(Duration::from_millis(500))
 ///     .connect()
 ///     .await?;
 /// # Ok(()) }
@@ -64,21 +64,21 @@ impl RedisStoreBuilder {
     /// Sets the prefix of every key the store writes (default
     /// [`RedisStore::DEFAULT_PREFIX`]). Stores with different prefixes share
     /// a server without seeing each other's sessions.
-    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
         self
     }
 
     /// How long one command may wait for its reply (default 2 s). A command
     /// that times out fails with [`StoreError::Unavailable`].
-    pub fn response_timeout(mut self, timeout: Duration) -> Self {
+    pub fn with_response_timeout(mut self, timeout: Duration) -> Self {
         self.response_timeout = timeout;
         self
     }
 
     /// How long one connection attempt may take (default 1 s). A
     /// (re)connection makes up to three attempts.
-    pub fn connection_timeout(mut self, timeout: Duration) -> Self {
+    pub fn with_connection_timeout(mut self, timeout: Duration) -> Self {
         self.connection_timeout = timeout;
         self
     }

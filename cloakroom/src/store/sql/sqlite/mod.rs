@@ -45,14 +45,14 @@ pub struct SqliteStoreBuilder {
 
 impl SqliteStoreBuilder {
     /// Sets durability (default [`Synchronous::Normal`]).
-    pub fn synchronous(mut self, s: Synchronous) -> Self {
+    pub fn with_synchronous(mut self, s: Synchronous) -> Self {
         self.synchronous = s;
         self
     }
 
     /// Most reads run at once, each on its own pooled connection (default
     /// 4); further reads wait for a free connection.
-    pub fn max_readers(mut self, n: usize) -> Self {
+    pub fn with_max_readers(mut self, n: usize) -> Self {
         self.max_readers = n.max(1);
         self
     }
