@@ -9,6 +9,11 @@
 //! and `CLOAKROOM_TEST_REDIS_CLUSTER_URLS` (comma-separated, default the
 //! cluster `scripts/redis-cluster.sh` starts on ports 7001-7003). A server
 //! that cannot be reached skips its tests, which fails them under `CI=true`.
+//!
+//! Over 600 lines on purpose: this is the one home of the Redis store's
+//! service-backed tests (issue "Store wing"), single server and cluster
+//! alike, and both share the setup helpers at the top; split it by
+//! deployment only together with those helpers.
 
 #![cfg(feature = "redis")]
 #![allow(clippy::unwrap_used)]
