@@ -93,6 +93,12 @@ pub enum ConfigError {
     /// A timeout is zero, or the idle timeout exceeds the absolute one.
     #[error("invalid expiry: {0}")]
     Expiry(&'static str),
+    /// The record size limit is above what records can be read back at
+    /// ([`MAX_RECORD_BYTES`](crate::record::MAX_RECORD_BYTES), 1 MiB).
+    #[error(
+        "max_record_bytes of {0} is above the 1 MiB records can be read back at; keep large data in your database"
+    )]
+    RecordLimit(usize),
     /// Client-side revocation epochs would be kept in a store that may lose
     /// them ([`SessionStore::is_durable`](crate::store::SessionStore::is_durable) is `false`).
     #[error(
@@ -202,7 +208,9 @@ impl SessionConfig {
         self
     }
 
-    /// Largest encoded record a save writes (default 256 KiB).
+    /// Largest encoded record a save writes (default 256 KiB, at most
+    /// [`MAX_RECORD_BYTES`](crate::record::MAX_RECORD_BYTES): building the
+    /// layer refuses more).
     #[must_use]
     pub fn with_max_record_bytes(mut self, n: usize) -> Self {
         self.max_record_bytes = n;
@@ -213,6 +221,11 @@ impl SessionConfig {
     /// the session engine.
     pub(crate) fn validate(self) -> Result<Self, ConfigError> {
         self.cookie.validate()?;
+        if self.max_record_bytes > crate::record::MAX_RECORD_BYTES {
+            // A larger record would be saved and then fail to decode on
+            // every load: the session would silently be lost.
+            return Err(ConfigError::RecordLimit(self.max_record_bytes));
+        }
         let e = self.expiry;
         if e.idle_timeout().is_zero() || e.absolute_timeout().is_zero() {
             return Err(ConfigError::Expiry("timeouts must be longer than zero"));

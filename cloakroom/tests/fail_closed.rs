@@ -320,3 +320,41 @@ async fn d1_login_racing_a_logout_elsewhere_revives_nothing() {
         "anonymous"
     );
 }
+
+// Defect 4, continued: a handler that ignores a failed logout and writes on
+// must not have its writes land in the session it failed to end.
+#[tokio::test]
+async fn d4_writes_after_a_failed_logout_are_not_saved() {
+    let store = TestStore::new(MemoryStore::new());
+    let shared: Arc<dyn SessionStore> = store.clone();
+    let app = routes()
+        .route(
+            "/logout-then-write",
+            post(|session: Session| async move {
+                let _ = session.logout().await;
+                session.insert("n", &7u64).await?;
+                Ok::<_, SessionError>("written")
+            }),
+        )
+        .layer(SessionLayer::builder_shared(shared).build().unwrap());
+    let cookie = signed_in(&app).await;
+    store.deletes_down.store(true, Ordering::SeqCst);
+    let r = send(&app, "POST", "/logout-then-write", Some(&cookie)).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.body);
+    store.deletes_down.store(false, Ordering::SeqCst);
+    assert_eq!(send(&app, "GET", "/read", Some(&cookie)).await.body, "1");
+}
+
+// Defect 11, continued: a record limit above what records can be read back
+// at would save sessions that are then lost on their next load.
+#[test]
+fn d11_a_record_limit_above_the_readable_size_is_refused() {
+    let too_big = cloakroom::record::MAX_RECORD_BYTES + 1;
+    let built = SessionLayer::builder(MemoryStore::new())
+        .config(SessionConfig::default().with_max_record_bytes(too_big))
+        .build();
+    assert!(
+        matches!(built, Err(cloakroom::ConfigError::RecordLimit(n)) if n == too_big),
+        "{built:?}"
+    );
+}

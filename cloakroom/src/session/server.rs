@@ -8,7 +8,7 @@ use http::HeaderValue;
 use super::commit::{self, Committed, SaveLanes, Target, timed};
 use super::error::SessionError;
 use super::mode::{Mode, RevokeError};
-use super::state::{CookieAction, Current, IfEnded, State, cookie_max_age};
+use super::state::{CookieAction, Current, Failure, IfEnded, State, cookie_max_age};
 use super::visitor::{Presented, Visitor, cookie_rejected};
 use crate::config::SessionConfig;
 use crate::cookie::{CookieLookup, find_cookie_in};
@@ -316,6 +316,19 @@ impl Mode for ServerMode {
             if state.loaded {
                 self.maybe_touch(cfg, state).await;
             }
+            return;
+        }
+        if matches!(
+            state.failure,
+            Some(Failure::Store {
+                revocation: true,
+                ..
+            })
+        ) {
+            // A sign-out that failed leaves the session in place: this
+            // request's writes must not land in it while the client is told
+            // the request failed.
+            tracing::warn!("session changes dropped: the session could not be ended");
             return;
         }
         match self.save(cfg, state).await {
