@@ -422,7 +422,14 @@ async fn cluster_index_survives_races() {
         tokio::spawn(async move {
             for _ in 0..100 {
                 store.list_by_user(&user).await.unwrap();
-                store.delete_by_user(&user, None).await.unwrap();
+                match store.delete_by_user(&user, None).await {
+                    Ok(_) => {}
+                    // The writer files new sessions of `user` faster than the
+                    // passes can settle: `delete_by_user` says so (an error,
+                    // never a short count), and the check below still holds.
+                    Err(StoreError::Unavailable(_)) => {}
+                    Err(e) => panic!("delete_by_user: {e}"),
+                }
             }
         })
     };
