@@ -118,7 +118,7 @@ fn app(keyring: Keyring, revocations: Arc<dyn SessionStore>) -> Result<Router, C
     let sessions = ClientSessions::new(keyring)
         .with_chunking(2)
         .with_revocation(revocations, Duration::from_secs(30));
-    let layer = SessionLayer::builder_client_side(sessions).build()?;
+    let layer = SessionLayer::client_side(sessions).build()?;
     Ok(Router::new()
         .route("/", get(whoami))
         .route("/login", post(login))

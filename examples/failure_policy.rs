@@ -40,8 +40,7 @@ use axum::{
 };
 use cloakroom::store::{MemoryStore, SessionStore, StoreError, UserSession};
 use cloakroom::{
-    ConfigError, OnStoreFailure, Record, Session, SessionConfig, SessionError, SessionLayer,
-    StorageKey, Timestamp,
+    ConfigError, OnStoreFailure, Record, Session, SessionError, SessionLayer, StorageKey, Timestamp,
 };
 
 /// A [`MemoryStore`] with an off switch: while it is down, every operation
@@ -68,58 +67,75 @@ impl SwitchableStore {
 #[deny(clippy::missing_trait_methods)]
 #[async_trait]
 impl SessionStore for SwitchableStore {
-    async fn create(&self, key: &StorageKey, record: &Record) -> Result<(), StoreError> {
+    async fn create(
+        &self,
+        key: &StorageKey,
+        record: &Record,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
         self.check()?;
-        self.inner.create(key, record).await
+        self.inner.create(key, record, now).await
     }
-    async fn load(&self, key: &StorageKey) -> Result<Option<Record>, StoreError> {
+    async fn load(&self, key: &StorageKey, now: Timestamp) -> Result<Option<Record>, StoreError> {
         self.check()?;
-        self.inner.load(key).await
+        self.inner.load(key, now).await
     }
     async fn save(
         &self,
         key: &StorageKey,
         record: &Record,
         expected: u64,
+        now: Timestamp,
     ) -> Result<(), StoreError> {
         self.check()?;
-        self.inner.save(key, record, expected).await
+        self.inner.save(key, record, expected, now).await
     }
-    async fn touch(&self, key: &StorageKey, idle_deadline: Timestamp) -> Result<(), StoreError> {
+    async fn touch(
+        &self,
+        key: &StorageKey,
+        idle_deadline: Timestamp,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
         self.check()?;
-        self.inner.touch(key, idle_deadline).await
+        self.inner.touch(key, idle_deadline, now).await
     }
-    async fn delete(&self, key: &StorageKey) -> Result<(), StoreError> {
+    async fn delete(&self, key: &StorageKey, now: Timestamp) -> Result<(), StoreError> {
         self.check()?;
-        self.inner.delete(key).await
+        self.inner.delete(key, now).await
     }
     async fn rotate(
         &self,
         old: &StorageKey,
         new: &StorageKey,
         record: &Record,
+        now: Timestamp,
     ) -> Result<(), StoreError> {
         self.check()?;
-        self.inner.rotate(old, new, record).await
+        self.inner.rotate(old, new, record, now).await
     }
-    async fn list_by_user(&self, user: &str) -> Result<Vec<UserSession>, StoreError> {
+    async fn list_by_user(
+        &self,
+        user: &str,
+        now: Timestamp,
+    ) -> Result<Vec<UserSession>, StoreError> {
         self.check()?;
-        self.inner.list_by_user(user).await
+        self.inner.list_by_user(user, now).await
     }
     async fn delete_by_user(
         &self,
         user: &str,
         except: Option<&StorageKey>,
+        now: Timestamp,
     ) -> Result<u64, StoreError> {
         self.check()?;
-        self.inner.delete_by_user(user, except).await
+        self.inner.delete_by_user(user, except, now).await
     }
     fn is_durable(&self) -> bool {
         self.inner.is_durable()
     }
-    async fn delete_expired(&self) -> Result<u64, StoreError> {
+    async fn delete_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
         self.check()?;
-        self.inner.delete_expired().await
+        self.inner.delete_expired(now).await
     }
 }
 
@@ -177,8 +193,8 @@ fn app(policy: OnStoreFailure) -> Result<Router, ConfigError> {
         inner: MemoryStore::new(),
         down: down.clone(),
     };
-    let layer = SessionLayer::builder(store)
-        .config(SessionConfig::default().on_store_failure(policy))
+    let layer = SessionLayer::new(store)
+        .with_store_failure(policy)
         .build()?;
     Ok(Router::new()
         .route("/", get(count))

@@ -55,7 +55,7 @@ async fn count(State(kind): State<&'static str>, session: Session) -> Result<Str
 
 /// The app over whichever store the URL chose; `kind` names it.
 fn app(store: Arc<dyn SessionStore>, kind: &'static str) -> Result<Router, ConfigError> {
-    let layer = SessionLayer::builder_shared(store).build()?;
+    let layer = SessionLayer::new(store).build()?;
     Ok(Router::new()
         .route("/", get(count))
         .layer(layer)

@@ -128,20 +128,20 @@ mod axum_setups {
         let mut _tmp = None;
         let app: Router = match setup {
             "axum-baseline" => baseline(),
-            "cloakroom-memory" => cloakroom_app(cloakroom::SessionLayer::builder(
+            "cloakroom-memory" => cloakroom_app(cloakroom::SessionLayer::new(
                 cloakroom::store::MemoryStore::new(),
             ))?,
             "cloakroom-sqlite" => {
                 let dir = tempfile::tempdir()?;
                 let store = cloakroom::store::SqliteStore::open(dir.path().join("sessions.db"))?;
                 _tmp = Some(dir);
-                cloakroom_app(cloakroom::SessionLayer::builder(store))?
+                cloakroom_app(cloakroom::SessionLayer::new(store))?
             }
             "cloakroom-cookie" => {
                 use cloakroom::client_side::ClientSessions;
                 use cloakroom::crypto::{Keyring, MasterKey};
                 let keyring = Keyring::new(vec![MasterKey::generate()])?;
-                cloakroom_app(cloakroom::SessionLayer::builder_client_side(
+                cloakroom_app(cloakroom::SessionLayer::client_side(
                     ClientSessions::new(keyring),
                 ))?
             }
@@ -151,12 +151,12 @@ mod axum_setups {
                     .with_prefix("bench:")
                     .connect()
                     .await?;
-                cloakroom_app(cloakroom::SessionLayer::builder(store))?
+                cloakroom_app(cloakroom::SessionLayer::new(store))?
             }
             #[cfg(feature = "pg-peers")]
             "cloakroom-postgres" => {
                 let store = cloakroom::store::PostgresStore::connect(pg_url).await?;
-                cloakroom_app(cloakroom::SessionLayer::builder(store))?
+                cloakroom_app(cloakroom::SessionLayer::new(store))?
             }
             "tower-sessions-memory" => ts_app(tower_sessions::MemoryStore::default()),
             #[cfg(feature = "redis-peers")]
@@ -226,10 +226,8 @@ mod axum_setups {
         }
 
         let layer = builder
-            .config(
-                SessionConfig::default()
-                    .with_cookie(CookieConfig::default().with_insecure_http_for_development()),
-            )
+            
+                    .with_cookie(CookieConfig::default().with_insecure_http_for_development())
             .build()?;
         Ok(Router::new()
             .route("/login", post(login))

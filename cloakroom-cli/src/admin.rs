@@ -16,7 +16,7 @@ use crate::store_spec::redact;
 ///
 /// [`StoreError`] if the URL is refused or the store fails.
 pub async fn purge(url: &str) -> Result<u64, StoreError> {
-    connect(url).await?.delete_expired().await
+    connect(url).await?.delete_expired(Timestamp::now()).await
 }
 
 /// Latency summary of one operation.
@@ -94,7 +94,7 @@ pub async fn store_bench(
         results.push((op, phase(&store, &keys, op, concurrency.max(1)).await?));
     }
     for key in keys.iter() {
-        store.delete(key).await?;
+        store.delete(key, Timestamp::now()).await?;
     }
     Ok(StoreBench {
         url: url.to_owned(),
@@ -119,19 +119,22 @@ async fn phase(
                 let n = i as u64;
                 let t = Instant::now();
                 match op {
-                    "create" => store.create(key, &record(n)?).await?,
+                    "create" => store.create(key, &record(n)?, Timestamp::now()).await?,
                     "load" => {
-                        store.load(key).await?.ok_or(StoreError::NotFound)?;
+                        store
+                            .load(key, Timestamp::now())
+                            .await?
+                            .ok_or(StoreError::NotFound)?;
                     }
                     "save" => {
                         let mut r = record(n)?;
                         r.version = 2;
                         r.insert("counter", &n).map_err(StoreError::other)?;
-                        store.save(key, &r, 1).await?;
+                        store.save(key, &r, 1, Timestamp::now()).await?;
                     }
                     _ => {
                         let deadline = Timestamp::now().saturating_add(Duration::from_secs(1800));
-                        store.touch(key, deadline).await?;
+                        store.touch(key, deadline, Timestamp::now()).await?;
                     }
                 }
                 times.push(t.elapsed());

@@ -68,7 +68,7 @@ use axum::routing::{get, post, put};
 use cloakroom::client_side::ClientSessions;
 use cloakroom::crypto::{Keyring, MasterKey};
 use cloakroom::store::{MemoryStore, Reaper, SessionStore, SqliteStore, StoreError, spawn_reaper};
-use cloakroom::{ConfigError, CookieConfig, OnStoreFailure, SessionConfig, SessionLayer};
+use cloakroom::{ConfigError, CookieConfig, OnStoreFailure, SessionLayer};
 
 pub mod admin;
 mod api;
@@ -313,11 +313,8 @@ pub async fn build_app_with_stores(
     } else {
         CookieConfig::default().with_insecure_http_for_development()
     };
-    let config = SessionConfig::default()
-        .with_cookie(cookie)
-        .on_store_failure(OnStoreFailure::respond_with(store_failure_response));
     let layer = match &opts.mode {
-        SessionMode::Server => SessionLayer::builder_shared(stores.sessions.clone()),
+        SessionMode::Server => SessionLayer::new(stores.sessions.clone()),
         SessionMode::Cookie { keys, key_file } => {
             let keyring = load_keyring(keys.as_deref(), key_file)?;
             // Logout-everywhere and password changes bump a per-user epoch
@@ -334,10 +331,11 @@ pub async fn build_app_with_stores(
                 );
                 sessions.with_revocation_on_volatile_store(epochs, Duration::from_secs(30))
             };
-            SessionLayer::builder_client_side(sessions)
+            SessionLayer::client_side(sessions)
         }
     }
-    .config(config)
+    .with_cookie(cookie)
+    .with_store_failure(OnStoreFailure::respond_with(store_failure_response))
     .build()?;
     let concurrency = std::thread::available_parallelism().map_or(2, usize::from);
     let state = api::AppState {

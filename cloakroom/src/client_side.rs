@@ -9,7 +9,7 @@
 //!
 //! // In production: Keyring::from_env() reads CLOAKROOM_KEYS.
 //! let keyring = Keyring::new(vec![MasterKey::generate()]).expect("a valid keyring");
-//! let layer = SessionLayer::builder_client_side(ClientSessions::new(keyring))
+//! let layer = SessionLayer::client_side(ClientSessions::new(keyring))
 //!     .build()
 //!     .expect("valid configuration");
 //! ```
@@ -70,7 +70,7 @@ use http::HeaderValue;
 
 use crate::cookie::{CookieLookup, MAX_COOKIE_BYTES, find_cookie_in};
 use crate::crypto::Keyring;
-use crate::expiry::Timestamp;
+use crate::expiry::{Clock, SystemClock, Timestamp};
 use crate::id::StorageKey;
 use crate::record::Record;
 use crate::store::{SessionStore, StoreError};
@@ -100,6 +100,8 @@ pub struct ClientSessions {
     pub(crate) epochs: Option<Arc<EpochCache>>,
     /// The epoch store was accepted although it is volatile.
     pub(crate) volatile_epochs_accepted: bool,
+    /// Where [`ClientSessions::revoke_user`] reads the time.
+    pub(crate) clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for ClientSessions {
@@ -122,7 +124,18 @@ impl ClientSessions {
             max_chunks: 1,
             epochs: None,
             volatile_epochs_accepted: false,
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    /// Reads time from `clock` instead of the system clock (tests). A
+    /// [`SessionLayer`](crate::SessionLayer) built over these sessions
+    /// reads the same clock unless given its own with
+    /// [`SessionLayer::with_clock`](crate::SessionLayer::with_clock).
+    #[must_use]
+    pub fn with_clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
     }
 
     /// Chooses sealed (default) or signed-only cookies.
@@ -191,8 +204,17 @@ impl ClientSessions {
     /// [`ClientSessions::with_revocation`]; [`RevokeError::Store`] if the
     /// epoch store fails. Either way nothing was revoked.
     pub async fn revoke_user(&self, user: &str) -> Result<u64, RevokeError> {
+        self.revoke_user_at(user, self.clock.now()).await
+    }
+
+    /// [`ClientSessions::revoke_user`] at `now` (the layer's clock).
+    pub(crate) async fn revoke_user_at(
+        &self,
+        user: &str,
+        now: Timestamp,
+    ) -> Result<u64, RevokeError> {
         match &self.epochs {
-            Some(e) => e.bump(user).await.map_err(RevokeError::Store),
+            Some(e) => e.bump(user, now).await.map_err(RevokeError::Store),
             None => Err(RevokeError::NotConfigured),
         }
     }
@@ -238,8 +260,12 @@ impl EpochCache {
     }
 
     /// Whether a cookie sealed under `epoch` may be used for `user`.
-    pub(crate) async fn check(&self, user: &str, epoch: u64) -> Result<EpochCheck, StoreError> {
-        let now = Timestamp::now();
+    pub(crate) async fn check(
+        &self,
+        user: &str,
+        epoch: u64,
+        now: Timestamp,
+    ) -> Result<EpochCheck, StoreError> {
         let cached = self
             .lock()
             .get(user)
@@ -253,9 +279,9 @@ impl EpochCache {
         {
             return Ok(EpochCheck::judge(epoch, Some(stored)));
         }
-        let stored = self.load(user).await?;
+        let stored = self.load(user, now).await?;
         if let Some(stored) = stored {
-            self.remember(user, stored);
+            self.remember(user, stored, now);
         }
         Ok(EpochCheck::judge(epoch, stored))
     }
@@ -265,20 +291,20 @@ impl EpochCache {
     /// current time in microseconds ([`epoch_floor`]): epochs then only grow,
     /// even after the store lost a record, so no cookie sealed before the
     /// loss matches.
-    pub(crate) async fn for_login(&self, user: &str) -> Result<u64, StoreError> {
+    pub(crate) async fn for_login(&self, user: &str, now: Timestamp) -> Result<u64, StoreError> {
         for _ in 0..16 {
-            if let Some(epoch) = self.load(user).await? {
-                self.remember(user, epoch);
+            if let Some(epoch) = self.load(user, now).await? {
+                self.remember(user, epoch, now);
                 return Ok(epoch);
             }
             let start = epoch_floor();
             match self
                 .store
-                .create(&Self::key(user), &epoch_record(start)?)
+                .create(&Self::key(user), &epoch_record(start, now)?, now)
                 .await
             {
                 Ok(()) => {
-                    self.remember(user, start);
+                    self.remember(user, start, now);
                     return Ok(start);
                 }
                 // Another sign-in created it first: read theirs.
@@ -292,8 +318,8 @@ impl EpochCache {
     }
 
     /// The stored epoch, `None` if the user has no epoch record.
-    async fn load(&self, user: &str) -> Result<Option<u64>, StoreError> {
-        match self.store.load(&Self::key(user)).await? {
+    async fn load(&self, user: &str, now: Timestamp) -> Result<Option<u64>, StoreError> {
+        match self.store.load(&Self::key(user), now).await? {
             Some(r) => r
                 .get::<u64>("epoch")
                 .map_err(StoreError::corrupt)?
@@ -303,10 +329,10 @@ impl EpochCache {
         }
     }
 
-    async fn bump(&self, user: &str) -> Result<u64, StoreError> {
+    async fn bump(&self, user: &str, now: Timestamp) -> Result<u64, StoreError> {
         let key = Self::key(user);
         for _ in 0..16 {
-            match self.store.load(&key).await? {
+            match self.store.load(&key, now).await? {
                 Some(mut r) => {
                     let expected = r.version;
                     let current = r
@@ -319,11 +345,10 @@ impl EpochCache {
                     let next = current.saturating_add(1).max(epoch_floor());
                     r.insert("epoch", &next).map_err(StoreError::other)?;
                     r.version = expected + 1;
-                    let now = Timestamp::now();
                     r.idle_deadline = now.saturating_add(EPOCH_LIFE);
                     r.absolute_deadline = now.saturating_add(EPOCH_LIFE);
-                    match self.store.save(&key, &r, expected).await {
-                        Ok(()) => return Ok(self.remember(user, next)),
+                    match self.store.save(&key, &r, expected, now).await {
+                        Ok(()) => return Ok(self.remember(user, next, now)),
                         Err(StoreError::VersionConflict | StoreError::NotFound) => continue,
                         Err(e) => return Err(e),
                     }
@@ -332,8 +357,12 @@ impl EpochCache {
                     // No record (never signed in since epochs were kept, or
                     // lost): start above every epoch a cookie can carry.
                     let start = epoch_floor();
-                    match self.store.create(&key, &epoch_record(start)?).await {
-                        Ok(()) => return Ok(self.remember(user, start)),
+                    match self
+                        .store
+                        .create(&key, &epoch_record(start, now)?, now)
+                        .await
+                    {
+                        Ok(()) => return Ok(self.remember(user, start, now)),
                         Err(StoreError::Conflict) => continue,
                         Err(e) => return Err(e),
                     }
@@ -347,12 +376,11 @@ impl EpochCache {
 
     /// Caches `epoch` for `user`, never replacing a newer one: a slow read
     /// must not undo a revocation this process has seen.
-    fn remember(&self, user: &str, epoch: u64) -> u64 {
+    fn remember(&self, user: &str, epoch: u64, now: Timestamp) -> u64 {
         let mut cache = self.lock();
         if cache.len() > 100_000 {
             cache.clear();
         }
-        let now = Timestamp::now();
         let entry = cache.entry(user.to_owned()).or_insert((epoch, now));
         if epoch >= entry.0 {
             *entry = (epoch, now);
@@ -376,6 +404,11 @@ const EPOCH_LIFE: Duration = Duration::from_secs(400 * 24 * 3600);
 /// takes a store round trip (far more than a microsecond), so an epoch
 /// record recreated after a loss starts above every epoch set before it and
 /// no earlier cookie matches it.
+///
+/// This is the one place that reads the system clock rather than the
+/// configured [`Clock`]: it decides no expiry, and its guarantee (above
+/// every epoch ever set, in any process, before a loss) needs real time; a
+/// mock clock only ever runs ahead of it, which keeps epochs growing.
 fn epoch_floor() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -384,8 +417,8 @@ fn epoch_floor() -> u64 {
 }
 
 /// A fresh epoch record holding `epoch`.
-fn epoch_record(epoch: u64) -> Result<Record, StoreError> {
-    let mut r = Record::new(Timestamp::now(), EPOCH_LIFE, EPOCH_LIFE);
+fn epoch_record(epoch: u64, now: Timestamp) -> Result<Record, StoreError> {
+    let mut r = Record::new(now, EPOCH_LIFE, EPOCH_LIFE);
     r.version = 1;
     r.insert("epoch", &epoch).map_err(StoreError::other)?;
     Ok(r)

@@ -9,11 +9,6 @@ use crate::expiry::{Clock, Expiry, SystemClock};
 use crate::id::SessionId;
 use crate::store::StoreError;
 
-/// Largest encoded value one `insert` accepts by default: 64 KiB.
-pub const DEFAULT_MAX_VALUE_BYTES: usize = 64 * 1024;
-/// Largest encoded record a save writes by default: 256 KiB.
-pub const DEFAULT_MAX_RECORD_BYTES: usize = 256 * 1024;
-
 /// A function that builds the response for a store failure.
 pub type FailureResponder = Arc<dyn Fn(&StoreError) -> http::Response<String> + Send + Sync>;
 
@@ -109,19 +104,10 @@ pub enum ConfigError {
 
 pub(crate) type IdGenerator = Arc<dyn Fn() -> SessionId + Send + Sync>;
 
-/// Session configuration: cookie, expiry, failure policy, limits.
-///
-/// ```
-/// use cloakroom::{CookieConfig, Expiry, SessionConfig, SessionLayer};
-/// use cloakroom::store::MemoryStore;
-///
-/// let layer = SessionLayer::builder(MemoryStore::new())
-///     .config(SessionConfig::default().with_expiry(Expiry::default()))
-///     .build()
-///     .expect("valid configuration");
-/// ```
+/// A layer's configuration: cookie, expiry, failure policy, limits. Set
+/// through [`SessionLayer`](crate::SessionLayer)'s `with_*` setters.
 #[derive(Clone)]
-pub struct SessionConfig {
+pub(crate) struct SessionConfig {
     pub(crate) cookie: CookieConfig,
     pub(crate) expiry: Expiry,
     pub(crate) clock: Arc<dyn Clock>,
@@ -139,8 +125,8 @@ impl Default for SessionConfig {
             clock: Arc::new(SystemClock),
             new_id: Arc::new(SessionId::generate),
             on_failure: OnStoreFailure::default(),
-            max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
-            max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+            max_value_bytes: crate::SessionLayer::DEFAULT_MAX_VALUE_BYTES,
+            max_record_bytes: crate::SessionLayer::DEFAULT_MAX_RECORD_BYTES,
         }
     }
 }
@@ -158,68 +144,8 @@ impl fmt::Debug for SessionConfig {
 }
 
 impl SessionConfig {
-    /// Sets the cookie attributes.
-    #[must_use]
-    pub fn with_cookie(mut self, cookie: CookieConfig) -> Self {
-        self.cookie = cookie;
-        self
-    }
-
-    /// Sets the expiry policy.
-    #[must_use]
-    pub fn with_expiry(mut self, expiry: Expiry) -> Self {
-        self.expiry = expiry;
-        self
-    }
-
-    /// Sets what happens when the store fails.
-    #[must_use]
-    pub fn on_store_failure(mut self, policy: OnStoreFailure) -> Self {
-        self.on_failure = policy;
-        self
-    }
-
-    /// Reads time from `clock` instead of the system clock (tests).
-    #[must_use]
-    pub fn with_clock(mut self, clock: impl Clock) -> Self {
-        self.clock = Arc::new(clock);
-        self
-    }
-
-    /// Draws new IDs from `f` instead of [`SessionId::generate`]. Insecure,
-    /// as its name says: anything but the OS CSPRNG makes sessions
-    /// guessable.
-    ///
-    /// For tests only (for instance, forcing a collision to prove that a
-    /// colliding ID is never reused, S7).
-    #[must_use]
-    pub fn with_insecure_id_generator(
-        mut self,
-        f: impl Fn() -> SessionId + Send + Sync + 'static,
-    ) -> Self {
-        self.new_id = Arc::new(f);
-        self
-    }
-
-    /// Largest encoded value one `insert` accepts (default 64 KiB).
-    #[must_use]
-    pub fn with_max_value_bytes(mut self, n: usize) -> Self {
-        self.max_value_bytes = n;
-        self
-    }
-
-    /// Largest encoded record a save writes (default 256 KiB, at most
-    /// [`MAX_RECORD_BYTES`](crate::record::MAX_RECORD_BYTES): building the
-    /// layer refuses more).
-    #[must_use]
-    pub fn with_max_record_bytes(mut self, n: usize) -> Self {
-        self.max_record_bytes = n;
-        self
-    }
-
-    /// Checks the configuration (S10 and the timeouts) and hands it to
-    /// the session engine.
-    pub(crate) fn validate(self) -> Result<Self, ConfigError> {
+    /// Checks the configuration (S10, the timeouts, the record limit).
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         self.cookie.validate()?;
         if self.max_record_bytes > crate::record::MAX_RECORD_BYTES {
             // A larger record would be saved and then fail to decode on
@@ -235,12 +161,6 @@ impl SessionConfig {
                 "the idle timeout exceeds the absolute timeout",
             ));
         }
-        if self.cookie.is_insecure_dev() {
-            tracing::warn!(
-                cookie = self.cookie.name(),
-                "session cookie is NOT Secure: development over plain HTTP only; never run this in production"
-            );
-        }
-        Ok(self)
+        Ok(())
     }
 }

@@ -71,7 +71,7 @@ impl SessionId {
     /// Builds an ID from raw bytes.
     ///
     /// Only for tests and custom ID sources (see
-    /// [`SessionConfig::with_insecure_id_generator`](crate::SessionConfig::with_insecure_id_generator)):
+    /// [`SessionLayer::with_insecure_id_generator`](crate::SessionLayer::with_insecure_id_generator)):
     /// real IDs must come from [`SessionId::generate`].
     #[must_use]
     pub fn from_bytes(bytes: [u8; 32]) -> Self {

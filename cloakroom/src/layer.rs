@@ -39,7 +39,10 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::client_side::ClientSessions;
-use crate::config::{ConfigError, OnStoreFailure, SessionConfig};
+use crate::config::{ConfigError, IdGenerator, OnStoreFailure, SessionConfig};
+use crate::cookie::CookieConfig;
+use crate::expiry::{Clock, Expiry};
+use crate::id::SessionId;
 use crate::session::{Context, Engine, Failure, SealedMode, ServerMode, Session};
 use crate::store::{SessionStore, StoreError};
 
@@ -47,89 +50,172 @@ use crate::store::{SessionStore, StoreError};
 #[derive(Debug, Clone)]
 pub struct StoreFailure(pub Arc<StoreError>);
 
-/// Adds a [`Session`] to every request. Cheap to clone.
+/// Adds a [`Session`] to every request: the layer, configured with its
+/// `with_*` setters. Cheap to clone; clones share the store and the
+/// in-process save coordination.
+///
+/// ```
+/// use cloakroom::{CookieConfig, Expiry, OnStoreFailure, SessionLayer};
+/// use cloakroom::store::MemoryStore;
+/// use std::time::Duration;
+///
+/// let layer = SessionLayer::new(MemoryStore::new())
+///     .with_expiry(Expiry::default().with_idle_timeout(Duration::from_secs(900)))
+///     .with_store_failure(OnStoreFailure::ContinueAnonymous)
+///     .build()
+///     .expect("a valid configuration");
+/// ```
+///
+/// The defaults are valid, so `SessionLayer::new(store)` can be used as it
+/// is. After a setter, [`build`](Self::build) checks the configuration and
+/// reports a mistake as a [`ConfigError`]; a layer applied without it is
+/// checked when applied.
 #[derive(Clone)]
 #[must_use]
 pub struct SessionLayer {
     ctx: Arc<Context>,
+    /// Whether the configuration was checked since the last setter.
+    checked: bool,
 }
 
 impl std::fmt::Debug for SessionLayer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SessionLayer")
-            .field("cookie", &self.ctx.config.cookie)
+            .field("config", &self.ctx.config)
             .finish_non_exhaustive()
     }
 }
 
-/// Builds a [`SessionLayer`] with a non-default configuration.
-#[must_use]
-pub struct SessionLayerBuilder {
-    engine: Engine,
-    config: SessionConfig,
-}
+impl SessionLayer {
+    /// Default of [`with_max_value_bytes`](Self::with_max_value_bytes):
+    /// 64 KiB.
+    pub const DEFAULT_MAX_VALUE_BYTES: usize = 64 * 1024;
+    /// Default of [`with_max_record_bytes`](Self::with_max_record_bytes):
+    /// 256 KiB.
+    pub const DEFAULT_MAX_RECORD_BYTES: usize = 256 * 1024;
 
-impl SessionLayerBuilder {
-    /// Uses `config` (cookie, expiry, failure policy, limits).
-    pub fn config(mut self, config: SessionConfig) -> Self {
-        self.config = config;
+    /// Server-side sessions in `store`, with the secure defaults. An
+    /// `Arc<dyn SessionStore>` shared with a reaper or an admin endpoint is
+    /// a store too.
+    pub fn new(store: impl SessionStore) -> Self {
+        let engine = Engine::Server(ServerMode::new(Arc::new(store)));
+        Self::over(SessionConfig::default(), engine)
+    }
+
+    /// Client-side sessions: the record is sealed in the cookie and no store
+    /// is on the request path (see [`client_side`](crate::client_side)). The
+    /// layer reads the time from the sessions' clock
+    /// ([`ClientSessions::with_clock`]).
+    pub fn client_side(sessions: ClientSessions) -> Self {
+        let config = SessionConfig {
+            clock: sessions.clock.clone(),
+            ..SessionConfig::default()
+        };
+        Self::over(config, Engine::Sealed(SealedMode::new(sessions)))
+    }
+
+    fn over(config: SessionConfig, engine: Engine) -> Self {
+        Self {
+            ctx: Arc::new(Context::new(config, engine)),
+            checked: false,
+        }
+    }
+
+    /// Applies `f` to the configuration (copying it if a clone of this
+    /// layer shares it).
+    fn configure(mut self, f: impl FnOnce(&mut Context)) -> Self {
+        if Arc::get_mut(&mut self.ctx).is_none() {
+            self.ctx = Arc::new(self.ctx.duplicate());
+        }
+        if let Some(ctx) = Arc::get_mut(&mut self.ctx) {
+            f(ctx);
+        }
+        self.checked = false;
         self
     }
 
-    /// Validates the configuration and builds the layer.
+    /// Sets the cookie attributes (default: `__Host-id`, `Secure`,
+    /// `HttpOnly`, `SameSite=Lax`).
+    pub fn with_cookie(self, cookie: CookieConfig) -> Self {
+        self.configure(|c| c.config.cookie = cookie)
+    }
+
+    /// Sets the expiry policy (idle and absolute timeouts, remember-me).
+    pub fn with_expiry(self, expiry: Expiry) -> Self {
+        self.configure(|c| c.config.expiry = expiry)
+    }
+
+    /// Sets what a request gets when the store fails (default: 503 with
+    /// `Retry-After`).
+    pub fn with_store_failure(self, policy: OnStoreFailure) -> Self {
+        self.configure(|c| c.config.on_failure = policy)
+    }
+
+    /// Reads time from `clock` instead of the system clock: every expiry
+    /// decision of the layer and of its store follows it (tests, with
+    /// `MockClock` from the `test-util` feature). On a
+    /// [`client_side`](Self::client_side) layer it also becomes the
+    /// sessions' clock.
+    pub fn with_clock(self, clock: impl Clock) -> Self {
+        let clock: Arc<dyn Clock> = Arc::new(clock);
+        self.configure(|c| c.set_clock(clock))
+    }
+
+    /// Draws new IDs from `f` instead of [`SessionId::generate`]. Insecure,
+    /// as its name says: anything but the OS CSPRNG makes sessions
+    /// guessable.
+    ///
+    /// For tests only (for instance, forcing a collision to prove that a
+    /// colliding ID is never reused, S7).
+    pub fn with_insecure_id_generator(
+        self,
+        f: impl Fn() -> SessionId + Send + Sync + 'static,
+    ) -> Self {
+        let f: IdGenerator = Arc::new(f);
+        self.configure(|c| c.config.new_id = f)
+    }
+
+    /// Largest encoded value one `insert` accepts (default 64 KiB).
+    pub fn with_max_value_bytes(self, n: usize) -> Self {
+        self.configure(|c| c.config.max_value_bytes = n)
+    }
+
+    /// Largest encoded record a save writes (default 256 KiB, at most
+    /// [`MAX_RECORD_BYTES`](crate::record::MAX_RECORD_BYTES): `build`
+    /// refuses more).
+    pub fn with_max_record_bytes(self, n: usize) -> Self {
+        self.configure(|c| c.config.max_record_bytes = n)
+    }
+
+    /// Checks the configuration.
     ///
     /// # Errors
     ///
-    /// [`ConfigError`] for a cookie browsers would drop (S10) or impossible
-    /// timeouts.
-    pub fn build(self) -> Result<SessionLayer, ConfigError> {
-        Ok(SessionLayer {
-            ctx: Arc::new(Context::new(self.config, self.engine)?),
-        })
-    }
-}
-
-impl SessionLayer {
-    /// A layer with the secure defaults over `store`.
-    pub fn new(store: impl SessionStore) -> Self {
-        let engine = Engine::Server(ServerMode::new(Arc::new(store)));
-        let ctx = Context::new(SessionConfig::default(), engine)
-            .unwrap_or_else(|e| unreachable!("the default configuration is valid: {e}"));
-        Self { ctx: Arc::new(ctx) }
-    }
-
-    /// Starts building a layer with a custom configuration.
-    pub fn builder(store: impl SessionStore) -> SessionLayerBuilder {
-        SessionLayerBuilder {
-            engine: Engine::Server(ServerMode::new(Arc::new(store))),
-            config: SessionConfig::default(),
-        }
-    }
-
-    /// Like [`SessionLayer::builder`] for a store already shared elsewhere
-    /// (by a reaper task or an admin endpoint, say).
-    pub fn builder_shared(store: Arc<dyn SessionStore>) -> SessionLayerBuilder {
-        SessionLayerBuilder {
-            engine: Engine::Server(ServerMode::new(store)),
-            config: SessionConfig::default(),
-        }
-    }
-
-    /// Starts building a layer for client-side sessions: the record is
-    /// sealed in the cookie and no store is on the request path. See
-    /// [`client_side`](crate::client_side).
-    pub fn builder_client_side(sessions: ClientSessions) -> SessionLayerBuilder {
-        SessionLayerBuilder {
-            engine: Engine::Sealed(SealedMode::new(sessions)),
-            config: SessionConfig::default(),
-        }
+    /// [`ConfigError`] for a cookie browsers would drop (S10), impossible
+    /// timeouts, a record limit above what can be read back, or
+    /// client-side revocation on a volatile store.
+    pub fn build(mut self) -> Result<Self, ConfigError> {
+        self.ctx.validate()?;
+        self.checked = true;
+        Ok(self)
     }
 }
 
 impl<S> Layer<S> for SessionLayer {
     type Service = SessionService<S>;
 
+    /// # Panics
+    ///
+    /// If the configuration is invalid and [`SessionLayer::build`] was not
+    /// called to report it: a misconfigured layer never serves a request.
     fn layer(&self, inner: S) -> Self::Service {
+        if !self.checked
+            && let Err(e) = self.ctx.validate()
+        {
+            panic!(
+                "invalid session layer configuration: {e} (SessionLayer::build reports this as an error)"
+            );
+        }
         SessionService {
             inner,
             ctx: self.ctx.clone(),

@@ -64,7 +64,7 @@ mod session;
 pub mod store;
 mod value;
 
-pub use config::{ConfigError, FailureResponder, OnStoreFailure, SessionConfig};
+pub use config::{ConfigError, FailureResponder, OnStoreFailure};
 pub use cookie::{CookieConfig, SameSite};
 #[cfg(any(test, feature = "test-util"))]
 pub use expiry::MockClock;
@@ -72,7 +72,7 @@ pub use expiry::{Clock, Expiry, SystemClock, Timestamp};
 #[cfg(feature = "axum")]
 pub use extract::{MissingSessionLayer, SessionData};
 pub use id::{SessionId, StorageKey};
-pub use layer::{ResponseFuture, SessionLayer, SessionLayerBuilder, SessionService, StoreFailure};
+pub use layer::{ResponseFuture, SessionLayer, SessionService, StoreFailure};
 pub use record::Record;
 pub use session::{LoginOptions, MAX_USER_BYTES, Session, SessionError, SessionInfo};
 pub use value::SessionValue;

@@ -38,8 +38,8 @@ use crate::expiry::Timestamp;
 pub const FORMAT_VERSION: u8 = 1;
 /// Largest encoded record accepted by [`Record::decode`]: 1 MiB.
 pub const MAX_RECORD_BYTES: usize = 1 << 20;
-/// Longest key, in bytes.
-pub const MAX_KEY_BYTES: usize = 256;
+/// Longest value name (the key of `insert`/`get`), in bytes.
+pub const MAX_NAME_BYTES: usize = 256;
 /// Most entries in one record.
 pub const MAX_ENTRIES: usize = 4096;
 /// Deepest nesting a stored value may have when decoded.
@@ -135,9 +135,21 @@ pub enum DecodeError {
     /// A value does not deserialize into the requested type.
     #[error("value does not match the requested type: {0}")]
     Value(String),
-    /// A key is empty or longer than [`MAX_KEY_BYTES`].
-    #[error("record keys must be 1 to {MAX_KEY_BYTES} bytes long")]
+    /// A stored name is empty or longer than [`MAX_NAME_BYTES`].
+    #[error("record keys must be 1 to {MAX_NAME_BYTES} bytes long")]
     InvalidKey,
+}
+
+/// Why a value could not be put into a record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EncodeError {
+    /// The name is empty or longer than [`MAX_NAME_BYTES`].
+    #[error("value names must be 1 to {MAX_NAME_BYTES} bytes long")]
+    InvalidName,
+    /// The value cannot be serialized.
+    #[error("value cannot be encoded: {0}")]
+    Value(String),
 }
 
 impl Record {
@@ -201,9 +213,9 @@ impl Record {
     /// # Errors
     ///
     /// [`DecodeError::InvalidKey`] for an empty key or one over
-    /// [`MAX_KEY_BYTES`]; the record is unchanged.
-    pub fn insert_raw(&mut self, key: String, value: Bytes) -> Result<(), DecodeError> {
-        check_key(&key)?;
+    /// [`MAX_NAME_BYTES`]; the record is unchanged.
+    pub fn insert_raw(&mut self, key: String, value: Bytes) -> Result<(), EncodeError> {
+        check_name(&key)?;
         self.data.insert(Key(Bytes::from(key)), value);
         Ok(())
     }
@@ -218,8 +230,8 @@ impl Record {
         &mut self,
         key: &str,
         value: &T,
-    ) -> Result<(), DecodeError> {
-        check_key(key)?;
+    ) -> Result<(), EncodeError> {
+        check_name(key)?;
         let value = encode_value(value)?;
         self.data
             .insert(Key(Bytes::copy_from_slice(key.as_bytes())), value);
@@ -363,7 +375,7 @@ impl Record {
         let mut data = BTreeMap::new();
         for _ in 0..count {
             let klen = usize::from(r.u16()?);
-            if klen == 0 || klen > MAX_KEY_BYTES {
+            if klen == 0 || klen > MAX_NAME_BYTES {
                 return Err(DecodeError::Malformed("key length out of range"));
             }
             // The key shares the record's buffer: no copy, no allocation.
@@ -396,9 +408,9 @@ impl Record {
     }
 }
 
-fn check_key(key: &str) -> Result<(), DecodeError> {
-    if key.is_empty() || key.len() > MAX_KEY_BYTES {
-        return Err(DecodeError::InvalidKey);
+fn check_name(name: &str) -> Result<(), EncodeError> {
+    if name.is_empty() || name.len() > MAX_NAME_BYTES {
+        return Err(EncodeError::InvalidName);
     }
     Ok(())
 }
@@ -479,10 +491,10 @@ impl Reader {
 /// # Errors
 ///
 /// [`DecodeError::Value`] when `T`'s `Serialize` implementation fails.
-pub fn encode_value<T: Serialize + ?Sized>(value: &T) -> Result<Bytes, DecodeError> {
+pub fn encode_value<T: Serialize + ?Sized>(value: &T) -> Result<Bytes, EncodeError> {
     rmp_serde::to_vec_named(value)
         .map(Bytes::from)
-        .map_err(|e| DecodeError::Value(e.to_string()))
+        .map_err(|e| EncodeError::Value(e.to_string()))
 }
 
 /// Decodes one value, with nesting limited to [`MAX_VALUE_DEPTH`].

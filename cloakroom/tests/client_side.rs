@@ -10,7 +10,7 @@ use std::time::Duration;
 use cloakroom::client_side::{ClientSessions, Protection};
 use cloakroom::crypto::{Keyring, MasterKey};
 use cloakroom::store::{MemoryStore, SessionStore};
-use cloakroom::{CookieConfig, Expiry, MockClock, SessionConfig, SessionLayer};
+use cloakroom::{CookieConfig, Expiry, MockClock, SessionLayer, Timestamp};
 use support::{Reply, app_with, send};
 
 fn keyring(keys: &[&MasterKey]) -> Keyring {
@@ -25,14 +25,7 @@ fn keyring(keys: &[&MasterKey]) -> Keyring {
 }
 
 fn layer(sessions: ClientSessions) -> SessionLayer {
-    SessionLayer::builder_client_side(sessions).build().unwrap()
-}
-
-fn layer_with(sessions: ClientSessions, config: SessionConfig) -> SessionLayer {
-    SessionLayer::builder_client_side(sessions)
-        .config(config)
-        .build()
-        .unwrap()
+    SessionLayer::client_side(sessions).build().unwrap()
 }
 
 /// All `name=value` pairs a reply sets (removals excluded), as one Cookie
@@ -128,10 +121,12 @@ async fn s30_s31_every_tampered_cookie_is_rejected() {
 async fn s32_a_cookie_cannot_move_to_another_name() {
     let k = MasterKey::generate();
     let a = app_with(layer(ClientSessions::new(keyring(&[&k]))));
-    let b = app_with(layer_with(
-        ClientSessions::new(keyring(&[&k])),
-        SessionConfig::default().with_cookie(CookieConfig::default().with_name("__Host-other")),
-    ));
+    let b = app_with(
+        SessionLayer::client_side(ClientSessions::new(keyring(&[&k])))
+            .with_cookie(CookieConfig::default().with_name("__Host-other"))
+            .build()
+            .unwrap(),
+    );
     let login = send(&a, "POST", "/login", None).await;
     let moved = format!("__Host-other={}", value_of(&jar(&login)));
     assert_eq!(
@@ -144,10 +139,12 @@ async fn s32_a_cookie_cannot_move_to_another_name() {
 async fn s33_expiry_is_inside_the_seal() {
     let clock = MockClock::new();
     let k = MasterKey::generate();
-    let app = app_with(layer_with(
-        ClientSessions::new(keyring(&[&k])),
-        SessionConfig::default().with_clock(clock.clone()),
-    ));
+    let app = app_with(
+        SessionLayer::client_side(ClientSessions::new(keyring(&[&k])))
+            .with_clock(clock.clone())
+            .build()
+            .unwrap(),
+    );
     let login = send(&app, "POST", "/login", None).await;
     let cookie = jar(&login);
     assert!(
@@ -308,10 +305,12 @@ async fn signed_mode_is_readable_but_tamper_proof() {
 #[tokio::test]
 async fn remember_me_cookie_is_persistent() {
     let k = MasterKey::generate();
-    let app = app_with(layer_with(
-        ClientSessions::new(keyring(&[&k])),
-        SessionConfig::default().with_expiry(Expiry::default()),
-    ));
+    let app = app_with(
+        SessionLayer::client_side(ClientSessions::new(keyring(&[&k])))
+            .with_expiry(Expiry::default())
+            .build()
+            .unwrap(),
+    );
     let r = send(&app, "POST", "/login-remember", None).await;
     assert!(r.set_cookies[0].contains("Max-Age="), "{:?}", r.set_cookies);
 }
@@ -353,7 +352,10 @@ async fn d3_revoked_cookies_stay_revoked_when_the_epoch_store_loses_data() {
     let after = jar(&send(&app, "POST", "/login", None).await);
     assert_eq!(send(&app, "GET", "/user", Some(&after)).await.body, "alice");
     // The store restarts empty (memory:, an evicting cache, ...).
-    epochs.delete(&epoch_key("alice")).await.unwrap();
+    epochs
+        .delete(&epoch_key("alice"), Timestamp::now())
+        .await
+        .unwrap();
     for (what, cookie) in [("revoked", &stolen), ("post-revocation", &after)] {
         assert_eq!(
             send(&app, "GET", "/user", Some(cookie)).await.body,
@@ -375,7 +377,7 @@ async fn d3_revoked_cookies_stay_revoked_when_the_epoch_store_loses_data() {
 async fn d3_volatile_epoch_stores_are_refused_unless_accepted() {
     let k = MasterKey::generate();
     let volatile: Arc<dyn SessionStore> = Arc::new(MemoryStore::new());
-    let refused = SessionLayer::builder_client_side(
+    let refused = SessionLayer::client_side(
         ClientSessions::new(keyring(&[&k])).with_revocation(volatile.clone(), Duration::ZERO),
     )
     .build();
@@ -390,7 +392,7 @@ async fn d3_volatile_epoch_stores_are_refused_unless_accepted() {
     let durable: Arc<dyn SessionStore> =
         Arc::new(cloakroom::store::FileStore::open(dir.path()).unwrap());
     assert!(
-        SessionLayer::builder_client_side(
+        SessionLayer::client_side(
             ClientSessions::new(keyring(&[&k])).with_revocation(durable, Duration::ZERO)
         )
         .build()
@@ -474,8 +476,12 @@ async fn d5_client_write_after_failed_epoch_check_keeps_the_cookie() {
             support::TestStore::new(cloakroom::store::FileStore::open(dir.path()).unwrap());
         let sessions =
             ClientSessions::new(keyring(&[&k])).with_revocation(epochs.clone(), Duration::ZERO);
-        let config = SessionConfig::default().on_store_failure(policy.clone());
-        let app = app_with(layer_with(sessions, config));
+        let app = app_with(
+            SessionLayer::client_side(sessions)
+                .with_store_failure(policy.clone())
+                .build()
+                .unwrap(),
+        );
         let cookie = jar(&send(&app, "POST", "/login", None).await);
         epochs.set_down(true);
         let r = send(&app, "POST", "/put/k/v", Some(&cookie)).await;

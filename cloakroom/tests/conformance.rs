@@ -8,7 +8,10 @@ mod memory {
 
 mod memory_small {
     // A store at its bound still keeps every guarantee.
-    cloakroom::conformance_tests!(cloakroom::store::MemoryStore::new().with_max_sessions(64 * 8));
+    cloakroom::conformance_tests!(cloakroom::store::MemoryStore::with_limits(
+        64 * 8,
+        cloakroom::store::MemoryStore::DEFAULT_MAX_BYTES
+    ));
 }
 
 #[cfg(feature = "sqlite")]

@@ -15,11 +15,14 @@ use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::routing::post;
 use cloakroom::store::{MemoryStore, SessionStore};
-use cloakroom::{OnStoreFailure, Session, SessionConfig, SessionError, SessionId, SessionLayer};
+use cloakroom::{OnStoreFailure, Session, SessionError, SessionId, SessionLayer};
+
+/// Sets a test's options on its layer.
+type Configure = fn(SessionLayer) -> SessionLayer;
 use support::{TestStore, routes, send};
 
 /// The shared routes plus the ones these tests need.
-fn app(store: Arc<dyn SessionStore>, config: SessionConfig) -> Router {
+fn app(store: Arc<dyn SessionStore>, configure: Configure) -> Router {
     routes()
         .route(
             "/write-blind",
@@ -71,16 +74,15 @@ fn app(store: Arc<dyn SessionStore>, config: SessionConfig) -> Router {
                 Ok::<_, SessionError>(if back == Some(v) { "same" } else { "differs" })
             }),
         )
-        .layer(
-            SessionLayer::builder_shared(store)
-                .config(config)
-                .build()
-                .unwrap(),
-        )
+        .layer(configure(SessionLayer::new(store)).build().unwrap())
 }
 
-fn anonymous_on_failure() -> SessionConfig {
-    SessionConfig::default().on_store_failure(OnStoreFailure::ContinueAnonymous)
+fn defaults(layer: SessionLayer) -> SessionLayer {
+    layer
+}
+
+fn anonymous_on_failure(layer: SessionLayer) -> SessionLayer {
+    layer.with_store_failure(OnStoreFailure::ContinueAnonymous)
 }
 
 /// A session holding n = 1; returns its cookie.
@@ -95,7 +97,7 @@ async fn signed_in(app: &Router) -> String {
 #[tokio::test]
 async fn d4_failed_logout_is_an_error_even_when_continuing_anonymous() {
     let store = TestStore::new(MemoryStore::new());
-    let app = app(store.clone(), anonymous_on_failure());
+    let app = app(store.clone(), anonymous_on_failure);
     let cookie = signed_in(&app).await;
     store.deletes_down.store(true, Ordering::SeqCst);
     let r = send(&app, "POST", "/logout", Some(&cookie)).await;
@@ -110,7 +112,7 @@ async fn d4_failed_logout_is_an_error_even_when_continuing_anonymous() {
 #[tokio::test]
 async fn d4_logout_after_a_failed_load_still_deletes_the_session() {
     let store = TestStore::new(MemoryStore::new());
-    let app = app(store.clone(), anonymous_on_failure());
+    let app = app(store.clone(), anonymous_on_failure);
     let cookie = signed_in(&app).await;
     store.loads_down.store(true, Ordering::SeqCst);
     let r = send(&app, "POST", "/read-then-logout", Some(&cookie)).await;
@@ -123,7 +125,7 @@ async fn d4_logout_after_a_failed_load_still_deletes_the_session() {
 #[tokio::test]
 async fn d4_logout_everywhere_after_a_failed_load_is_an_error() {
     let store = TestStore::new(MemoryStore::new());
-    let app = app(store.clone(), anonymous_on_failure());
+    let app = app(store.clone(), anonymous_on_failure);
     let laptop = send(&app, "POST", "/login", None).await.cookie().unwrap();
     let phone = send(&app, "POST", "/login", None).await.cookie().unwrap();
     store.loads_down.store(true, Ordering::SeqCst);
@@ -144,9 +146,9 @@ async fn d4_logout_everywhere_after_a_failed_load_is_an_error() {
 // its cookie with the 503, replacing the visitor's valid session.
 #[tokio::test]
 async fn d5_write_after_failed_load_sends_no_cookie_and_keeps_the_session() {
-    for config in [SessionConfig::default(), anonymous_on_failure()] {
+    for configure in [defaults as Configure, anonymous_on_failure] {
         let store = TestStore::new(MemoryStore::new());
-        let app = app(store.clone(), config);
+        let app = app(store.clone(), configure);
         let cookie = signed_in(&app).await;
         store.loads_down.store(true, Ordering::SeqCst);
         let writes = store.writes();
@@ -170,7 +172,7 @@ async fn d5_write_after_failed_load_sends_no_cookie_and_keeps_the_session() {
 #[tokio::test]
 async fn d9_unknown_id_on_a_read_sends_no_removal_cookie() {
     let store = TestStore::new(MemoryStore::new());
-    let app = app(store, SessionConfig::default());
+    let app = app(store, defaults);
     let old = signed_in(&app).await;
     let login = send(&app, "POST", "/login", Some(&old)).await;
     let new = login.cookie().unwrap();
@@ -197,7 +199,7 @@ async fn d9_unknown_id_on_a_read_sends_no_removal_cookie() {
 #[tokio::test]
 async fn d10_login_as_a_different_user_starts_with_no_data() {
     let store = TestStore::new(MemoryStore::new());
-    let app = app(store, SessionConfig::default());
+    let app = app(store, defaults);
     let anon = send(&app, "POST", "/put/cart/3-apples", None)
         .await
         .cookie()
@@ -240,10 +242,11 @@ async fn d10_login_as_a_different_user_starts_with_no_data() {
 #[tokio::test]
 async fn d11_oversized_record_is_413_not_an_outage() {
     let store = TestStore::new(MemoryStore::new());
-    let config = SessionConfig::default()
-        .with_max_value_bytes(8 * 1024)
-        .with_max_record_bytes(4 * 1024);
-    let app = app(store.clone(), config);
+    let app = app(store.clone(), |layer| {
+        layer
+            .with_max_value_bytes(8 * 1024)
+            .with_max_record_bytes(4 * 1024)
+    });
     let r = send(&app, "POST", "/fill/6000", None).await;
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.body);
     assert!(r.body.contains("limit"), "{}", r.body);
@@ -264,7 +267,7 @@ async fn d11_oversized_record_is_413_not_an_outage() {
 #[tokio::test]
 async fn d13_values_nested_too_deep_are_refused_at_insert() {
     let store = TestStore::new(MemoryStore::new());
-    let app = app(store.clone(), SessionConfig::default());
+    let app = app(store.clone(), defaults);
     let r = send(&app, "POST", "/nest/60", None).await;
     assert_eq!((r.status, r.body.as_str()), (StatusCode::OK, "same"));
     let cookie = r.cookie().unwrap();
@@ -292,13 +295,16 @@ async fn d1_login_racing_a_logout_elsewhere_revives_nothing() {
                     let _ = session.get::<String>("secret").await?;
                     let key = session.storage_key().await?.unwrap();
                     // Another request logs this session out right now.
-                    store.delete(&key).await.unwrap();
+                    store
+                        .delete(&key, cloakroom::Timestamp::now())
+                        .await
+                        .unwrap();
                     session.login("alice").await?;
                     Ok::<_, SessionError>("ok")
                 }
             }),
         )
-        .layer(SessionLayer::builder_shared(store.clone()).build().unwrap());
+        .layer(SessionLayer::new(store.clone()).build().unwrap());
     let old = send(&racing, "POST", "/put/secret/old-sessions", None)
         .await
         .cookie()
@@ -336,7 +342,7 @@ async fn d4_writes_after_a_failed_logout_are_not_saved() {
                 Ok::<_, SessionError>("written")
             }),
         )
-        .layer(SessionLayer::builder_shared(shared).build().unwrap());
+        .layer(SessionLayer::new(shared).build().unwrap());
     let cookie = signed_in(&app).await;
     store.deletes_down.store(true, Ordering::SeqCst);
     let r = send(&app, "POST", "/logout-then-write", Some(&cookie)).await;
@@ -350,8 +356,8 @@ async fn d4_writes_after_a_failed_logout_are_not_saved() {
 #[test]
 fn d11_a_record_limit_above_the_readable_size_is_refused() {
     let too_big = cloakroom::record::MAX_RECORD_BYTES + 1;
-    let built = SessionLayer::builder(MemoryStore::new())
-        .config(SessionConfig::default().with_max_record_bytes(too_big))
+    let built = SessionLayer::new(MemoryStore::new())
+        .with_max_record_bytes(too_big)
         .build();
     assert!(
         matches!(built, Err(cloakroom::ConfigError::RecordLimit(n)) if n == too_big),

@@ -12,8 +12,8 @@ use axum::Router;
 use axum::routing::{get, post};
 use cloakroom::store::{MemoryStore, SessionStore};
 use cloakroom::{
-    Expiry, MockClock, OnStoreFailure, Session, SessionConfig, SessionData, SessionError,
-    SessionId, SessionLayer, SessionValue,
+    Expiry, MockClock, OnStoreFailure, Session, SessionData, SessionError, SessionId, SessionLayer,
+    SessionValue,
 };
 use serde::{Deserialize, Serialize};
 use support::{TestStore, app_with, send};
@@ -107,12 +107,9 @@ async fn concurrent_writes_are_group_committed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_oversized_change_in_a_batch_fails_alone() {
     let store = TestStore::new(MemoryStore::new());
-    let layer = SessionLayer::builder(store.clone())
-        .config(
-            SessionConfig::default()
-                .with_max_value_bytes(2000)
-                .with_max_record_bytes(4096),
-        )
+    let layer = SessionLayer::new(store.clone())
+        .with_max_value_bytes(2000)
+        .with_max_record_bytes(4096)
         .build()
         .unwrap();
     let app = Router::new()
@@ -195,7 +192,11 @@ async fn logout_beats_racing_writes(store: impl SessionStore + Clone) {
         t.await.unwrap();
     }
     assert!(
-        store.load(&id.storage_key()).await.unwrap().is_none(),
+        store
+            .load(&id.storage_key(), cloakroom::Timestamp::now())
+            .await
+            .unwrap()
+            .is_none(),
         "a racing write resurrected the session"
     );
     assert_eq!(
@@ -203,7 +204,11 @@ async fn logout_beats_racing_writes(store: impl SessionStore + Clone) {
         "anonymous"
     );
     assert!(
-        store.list_by_user("alice").await.unwrap().is_empty(),
+        store
+            .list_by_user("alice", cloakroom::Timestamp::now())
+            .await
+            .unwrap()
+            .is_empty(),
         "alice is still signed in somewhere"
     );
 }
@@ -258,8 +263,8 @@ async fn store_failure_policies() {
     let store = TestStore::new(MemoryStore::new());
     store.set_down(true);
     let anon = app_with(
-        SessionLayer::builder(store.clone())
-            .config(SessionConfig::default().on_store_failure(OnStoreFailure::ContinueAnonymous))
+        SessionLayer::new(store.clone())
+            .with_store_failure(OnStoreFailure::ContinueAnonymous)
             .build()
             .unwrap(),
     );
@@ -268,15 +273,13 @@ async fn store_failure_policies() {
     assert_eq!((r.status.as_u16(), r.body.as_str()), (200, "anonymous"));
 
     let custom = app_with(
-        SessionLayer::builder(store.clone())
-            .config(
-                SessionConfig::default().on_store_failure(OnStoreFailure::respond_with(|e| {
-                    http::Response::builder()
-                        .status(502)
-                        .body(format!("custom: {}", e.is_backend_failure()))
-                        .unwrap()
-                })),
-            )
+        SessionLayer::new(store.clone())
+            .with_store_failure(OnStoreFailure::respond_with(|e| {
+                http::Response::builder()
+                    .status(502)
+                    .body(format!("custom: {}", e.is_backend_failure()))
+                    .unwrap()
+            }))
             .build()
             .unwrap(),
     );
@@ -307,12 +310,9 @@ async fn touches_are_throttled() {
     let clock = MockClock::new();
     let store = TestStore::new(MemoryStore::new());
     let app = app_with(
-        SessionLayer::builder(store.clone())
-            .config(
-                SessionConfig::default()
-                    .with_clock(clock.clone())
-                    .with_expiry(Expiry::default().with_touch_interval(Duration::from_secs(60))),
-            )
+        SessionLayer::new(store.clone())
+            .with_clock(clock.clone())
+            .with_expiry(Expiry::default().with_touch_interval(Duration::from_secs(60)))
             .build()
             .unwrap(),
     );
@@ -356,8 +356,8 @@ async fn wrong_type_is_a_typed_error_and_keeps_the_data() {
 
 #[tokio::test]
 async fn oversized_values_and_bad_keys_are_refused() {
-    let layer = SessionLayer::builder(MemoryStore::new())
-        .config(SessionConfig::default().with_max_value_bytes(1024))
+    let layer = SessionLayer::new(MemoryStore::new())
+        .with_max_value_bytes(1024)
         .build()
         .unwrap();
     let app = Router::new()

@@ -159,15 +159,16 @@ async fn keys_and_values_hold_no_session_id() {
     rec.insert("note", "hello").unwrap();
     rec.device.user_agent = Some("s6/1".into());
     rec.device.ip = Some("192.0.2.1".into());
-    store.create(&key, &rec).await.unwrap();
+    store.create(&key, &rec, Timestamp::now()).await.unwrap();
     let mut next = rec.clone();
     next.version = 2;
     next.insert("more", &[1, 2, 3]).unwrap();
-    store.save(&key, &next, 1).await.unwrap();
+    store.save(&key, &next, 1, Timestamp::now()).await.unwrap();
     store
         .touch(
             &key,
             Timestamp::now().saturating_add(Duration::from_secs(900)),
+            Timestamp::now(),
         )
         .await
         .unwrap();
@@ -197,7 +198,7 @@ async fn keys_and_values_hold_no_session_id() {
     // holds the storage key (a hash), not the ID.
     assert!(contains(&items[&written[0]], b"hello"));
     assert!(contains(&items[&written[1]], &key.0));
-    store.delete(&key).await.unwrap();
+    store.delete(&key, Timestamp::now()).await.unwrap();
 }
 
 /// Of 16 saves racing from 16 tasks on one expected version, exactly one
@@ -210,7 +211,7 @@ async fn racing_saves_have_one_winner() {
     for _round in 0..3 {
         let key = SessionId::generate().storage_key();
         let rec = live_record(Some("racer"));
-        store.create(&key, &rec).await.unwrap();
+        store.create(&key, &rec, Timestamp::now()).await.unwrap();
         let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(16));
         let mut tasks = Vec::new();
         for i in 0..16 {
@@ -220,7 +221,7 @@ async fn racing_saves_have_one_winner() {
             next.version = 2;
             tasks.push(tokio::spawn(async move {
                 barrier.wait().await;
-                (i, store.save(&key, &next, 1).await)
+                (i, store.save(&key, &next, 1, Timestamp::now()).await)
             }));
         }
         let mut winners = Vec::new();
@@ -232,10 +233,10 @@ async fn racing_saves_have_one_winner() {
             }
         }
         assert_eq!(winners.len(), 1, "winners: {winners:?}");
-        let back = store.load(&key).await.unwrap().unwrap();
+        let back = store.load(&key, Timestamp::now()).await.unwrap().unwrap();
         assert_eq!(back.version, 2);
         assert_eq!(back.get::<i32>("writer").unwrap(), Some(winners[0]));
-        store.delete(&key).await.unwrap();
+        store.delete(&key, Timestamp::now()).await.unwrap();
     }
 }
 
@@ -278,7 +279,7 @@ async fn exptime_follows_deadlines_and_touch_keeps_bytes() {
     let mut rec = live_record(None);
     rec.idle_deadline = Timestamp::now().saturating_add(Duration::from_secs(100));
     rec.insert("k", "v").unwrap();
-    store.create(&key, &rec).await.unwrap();
+    store.create(&key, &rec, Timestamp::now()).await.unwrap();
     let ttl = server_ttl(&skey).expect("created item exists");
     // memcached turns an absolute exptime into a TTL with its own coarse
     // clock, which may sit a few seconds off the wall clock.
@@ -286,7 +287,7 @@ async fn exptime_follows_deadlines_and_touch_keeps_bytes() {
 
     let before = raw_get(vec![skey.clone()]).await.remove(&skey).unwrap();
     let later = Timestamp::now().saturating_add(Duration::from_secs(1000));
-    store.touch(&key, later).await.unwrap();
+    store.touch(&key, later, Timestamp::now()).await.unwrap();
     let after = raw_get(vec![skey.clone()]).await.remove(&skey).unwrap();
     assert_eq!(&before[8..], &after[8..], "data bytes identical");
     assert_eq!(&after[..8], &later.as_millis().to_be_bytes());
@@ -297,10 +298,10 @@ async fn exptime_follows_deadlines_and_touch_keeps_bytes() {
     let beyond = rec
         .absolute_deadline
         .saturating_add(Duration::from_secs(3600));
-    store.touch(&key, beyond).await.unwrap();
+    store.touch(&key, beyond, Timestamp::now()).await.unwrap();
     let ttl = server_ttl(&skey).unwrap();
     assert!((42_995..=43_205).contains(&ttl), "ttl capped {ttl}");
-    store.delete(&key).await.unwrap();
+    store.delete(&key, Timestamp::now()).await.unwrap();
     assert_eq!(server_ttl(&skey), None);
 }
 
@@ -313,7 +314,7 @@ async fn expired_create_writes_nothing() {
     let key = SessionId::generate().storage_key();
     let mut rec = live_record(Some("late"));
     rec.idle_deadline = Timestamp::now().saturating_sub(Duration::from_secs(1));
-    store.create(&key, &rec).await.unwrap();
+    store.create(&key, &rec, Timestamp::now()).await.unwrap();
     assert_eq!(server_ttl(&session_key(&store, &key)), None);
     assert_eq!(server_ttl(&index_key(&store, "late")), None);
 }
@@ -332,17 +333,19 @@ async fn garbage_is_corrupt() {
         60,
     )
     .await;
-    let r = store.load(&key).await;
+    let r = store.load(&key, Timestamp::now()).await;
     assert!(matches!(r, Err(StoreError::Corrupt(_))), "{r:?}");
     assert_eq!(r.unwrap_err().backend(), Some("memcached"));
-    let r = store.create(&key, &live_record(None)).await;
+    let r = store
+        .create(&key, &live_record(None), Timestamp::now())
+        .await;
     assert!(matches!(r, Err(StoreError::Conflict)), "{r:?}");
     let mut next = live_record(None);
     next.version = 2;
-    let r = store.save(&key, &next, 1).await;
+    let r = store.save(&key, &next, 1, Timestamp::now()).await;
     assert!(matches!(r, Err(StoreError::Corrupt(_))), "{r:?}");
-    store.delete(&key).await.unwrap();
-    assert!(store.load(&key).await.unwrap().is_none());
+    store.delete(&key, Timestamp::now()).await.unwrap();
+    assert!(store.load(&key, Timestamp::now()).await.unwrap().is_none());
 }
 
 /// An unreadable user index is `Corrupt` to the readers, and the next
@@ -354,14 +357,23 @@ async fn corrupt_index_is_replaced_by_the_next_create() {
     };
     let user = user("bad-index");
     raw_add(index_key(&store, &user), b"\x09nonsense".to_vec(), 60).await;
-    let r = store.list_by_user(&user).await;
+    let r = store.list_by_user(&user, Timestamp::now()).await;
     assert!(matches!(r, Err(StoreError::Corrupt(_))), "{r:?}");
     let key = SessionId::generate().storage_key();
-    store.create(&key, &live_record(Some(&user))).await.unwrap();
-    let listed = store.list_by_user(&user).await.unwrap();
+    store
+        .create(&key, &live_record(Some(&user)), Timestamp::now())
+        .await
+        .unwrap();
+    let listed = store.list_by_user(&user, Timestamp::now()).await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].key, key);
-    assert_eq!(store.delete_by_user(&user, None).await.unwrap(), 1);
+    assert_eq!(
+        store
+            .delete_by_user(&user, None, Timestamp::now())
+            .await
+            .unwrap(),
+        1
+    );
 }
 
 /// A lost (evicted) index misses sessions until their next save puts the
@@ -374,20 +386,33 @@ async fn lost_index_heals_on_save() {
     let user = user("heal");
     let key = SessionId::generate().storage_key();
     let rec = live_record(Some(&user));
-    store.create(&key, &rec).await.unwrap();
-    assert_eq!(store.list_by_user(&user).await.unwrap().len(), 1);
+    store.create(&key, &rec, Timestamp::now()).await.unwrap();
+    assert_eq!(
+        store
+            .list_by_user(&user, Timestamp::now())
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 
     let ikey = index_key(&store, &user);
     assert!(raw(move |c| c.delete(&ikey).unwrap()).await);
-    assert!(store.list_by_user(&user).await.unwrap().is_empty());
+    assert!(
+        store
+            .list_by_user(&user, Timestamp::now())
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     let mut next = rec.clone();
     next.version = 2;
-    store.save(&key, &next, 1).await.unwrap();
-    let listed = store.list_by_user(&user).await.unwrap();
+    store.save(&key, &next, 1, Timestamp::now()).await.unwrap();
+    let listed = store.list_by_user(&user, Timestamp::now()).await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].key, key);
-    store.delete(&key).await.unwrap();
+    store.delete(&key, Timestamp::now()).await.unwrap();
 }
 
 /// Listing drops entries of deleted sessions once they are older than
@@ -416,10 +441,10 @@ async fn listing_cleans_old_stale_entries() {
     let ikey = index_key(&store, &user);
     raw_add(ikey.clone(), index_item(&entries), 3600).await;
     store
-        .create(&live, &live_record(Some(&user)))
+        .create(&live, &live_record(Some(&user)), Timestamp::now())
         .await
         .unwrap();
-    let listed = store.list_by_user(&user).await.unwrap();
+    let listed = store.list_by_user(&user, Timestamp::now()).await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].key, live);
 
@@ -427,7 +452,7 @@ async fn listing_cleans_old_stale_entries() {
     let mut want = vec![young, live];
     want.sort();
     assert_eq!(left, want, "old and expired entries dropped, young kept");
-    store.delete(&live).await.unwrap();
+    store.delete(&live, Timestamp::now()).await.unwrap();
 }
 
 /// `delete_by_user` does not delete a session that moved to another
@@ -440,16 +465,35 @@ async fn delete_by_user_spares_moved_sessions() {
     let (alice, bob) = (user("a"), user("b"));
     let key = SessionId::generate().storage_key();
     let rec = live_record(Some(&alice));
-    store.create(&key, &rec).await.unwrap();
+    store.create(&key, &rec, Timestamp::now()).await.unwrap();
     let mut moved = rec.clone();
     moved.user = Some(bob.clone());
     moved.version = 2;
-    store.save(&key, &moved, 1).await.unwrap();
-    assert_eq!(store.delete_by_user(&alice, None).await.unwrap(), 0);
-    assert!(store.load(&key).await.unwrap().is_some());
-    assert_eq!(store.list_by_user(&bob).await.unwrap().len(), 1);
-    assert_eq!(store.delete_by_user(&bob, None).await.unwrap(), 1);
-    assert!(store.load(&key).await.unwrap().is_none());
+    store.save(&key, &moved, 1, Timestamp::now()).await.unwrap();
+    assert_eq!(
+        store
+            .delete_by_user(&alice, None, Timestamp::now())
+            .await
+            .unwrap(),
+        0
+    );
+    assert!(store.load(&key, Timestamp::now()).await.unwrap().is_some());
+    assert_eq!(
+        store
+            .list_by_user(&bob, Timestamp::now())
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        store
+            .delete_by_user(&bob, None, Timestamp::now())
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(store.load(&key, Timestamp::now()).await.unwrap().is_none());
 }
 
 /// Many concurrent creates for one user all land in the index.
@@ -465,7 +509,7 @@ async fn concurrent_index_writers_lose_nothing() {
         tasks.push(tokio::spawn(async move {
             let key = SessionId::generate().storage_key();
             store
-                .create(&key, &live_record(Some(&user)))
+                .create(&key, &live_record(Some(&user)), Timestamp::now())
                 .await
                 .map(|()| key)
         }));
@@ -476,7 +520,7 @@ async fn concurrent_index_writers_lose_nothing() {
     }
     keys.sort();
     let mut listed: Vec<StorageKey> = store
-        .list_by_user(&user)
+        .list_by_user(&user, Timestamp::now())
         .await
         .unwrap()
         .into_iter()
@@ -484,6 +528,18 @@ async fn concurrent_index_writers_lose_nothing() {
         .collect();
     listed.sort();
     assert_eq!(listed, keys);
-    assert_eq!(store.delete_by_user(&user, None).await.unwrap(), 12);
-    assert!(store.list_by_user(&user).await.unwrap().is_empty());
+    assert_eq!(
+        store
+            .delete_by_user(&user, None, Timestamp::now())
+            .await
+            .unwrap(),
+        12
+    );
+    assert!(
+        store
+            .list_by_user(&user, Timestamp::now())
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }

@@ -13,9 +13,9 @@ mod support;
 
 use support::{live_record, services, sql as scenario};
 
-use cloakroom::SessionId;
 use cloakroom::store::conformance::skip_service;
 use cloakroom::store::{MySqlStore, SessionStore, StoreError};
+use cloakroom::{SessionId, Timestamp};
 use sqlx::mysql::{MySql, MySqlConnectOptions, MySqlDatabaseError, MySqlPool, MySqlPoolOptions};
 
 fn url() -> String {
@@ -129,7 +129,7 @@ async fn reaping_is_exclusive_and_batched() {
     let store = MySqlStore::from_pool(pool.clone()).await.unwrap();
     scenario::reaping_is_exclusive_and_batched(
         &store,
-        async || store.try_reap().await,
+        async || store.try_reap(Timestamp::now()).await,
         // 2500 expired rows: more than two batches.
         async || {
             let values = vec!["(?, 1, 1, 1, 1, x'00')"; 2500].join(", ");
@@ -218,7 +218,10 @@ async fn concurrent_rotations_do_not_deadlock() {
     let mut olds = Vec::new();
     for _ in 0..40 {
         let key = SessionId::generate().storage_key();
-        store.create(&key, &live_record(None)).await.unwrap();
+        store
+            .create(&key, &live_record(None), Timestamp::now())
+            .await
+            .unwrap();
         olds.push(key);
     }
     let tasks: Vec<_> = olds
@@ -232,17 +235,17 @@ async fn concurrent_rotations_do_not_deadlock() {
                 // Every other task also rotates a key that is already
                 // gone, which files nothing (S28).
                 if i % 2 == 0 {
-                    store.rotate(&old, &new, &rec).await?;
+                    store.rotate(&old, &new, &rec, Timestamp::now()).await?;
                 } else {
                     let gone = SessionId::generate().storage_key();
-                    match store.rotate(&gone, &new, &rec).await {
+                    match store.rotate(&gone, &new, &rec, Timestamp::now()).await {
                         Err(StoreError::NotFound) => {}
                         Ok(()) => return Err(StoreError::other("rotated a missing key")),
                         Err(e) => return Err(e),
                     }
                 }
-                store.delete(&old).await?;
-                store.delete(&new).await
+                store.delete(&old, Timestamp::now()).await?;
+                store.delete(&new, Timestamp::now()).await
             })
         })
         .collect();
@@ -283,10 +286,15 @@ async fn server_errors_map_to_store_errors() {
     .await
     .unwrap_err();
     assert_eq!(number(e), Some(1062));
-    store.create(&key, &live_record(None)).await.unwrap();
+    store
+        .create(&key, &live_record(None), Timestamp::now())
+        .await
+        .unwrap();
     assert!(matches!(
-        store.create(&key, &live_record(None)).await,
+        store
+            .create(&key, &live_record(None), Timestamp::now())
+            .await,
         Err(StoreError::Conflict)
     ));
-    store.delete(&key).await.unwrap();
+    store.delete(&key, Timestamp::now()).await.unwrap();
 }

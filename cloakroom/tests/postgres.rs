@@ -13,6 +13,7 @@ mod support;
 
 use support::{services, sql as scenario};
 
+use cloakroom::Timestamp;
 use cloakroom::store::PostgresStore;
 use sqlx::postgres::{PgConnectOptions, PgPool, Postgres};
 
@@ -119,7 +120,7 @@ async fn reaping_is_exclusive_and_batched() {
     let store = PostgresStore::from_pool(pool.clone()).await.unwrap();
     scenario::reaping_is_exclusive_and_batched(
         &store,
-        async || store.try_reap().await,
+        async || store.try_reap(Timestamp::now()).await,
         // 2500 expired rows: more than two batches.
         async || {
             sqlx::query(

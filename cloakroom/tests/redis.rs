@@ -192,7 +192,7 @@ async fn layout(cluster: bool) {
     let key = SessionId::generate().storage_key();
     let user = fresh_user();
     let rec = record(Some(&user));
-    store.create(&key, &rec).await.unwrap();
+    store.create(&key, &rec, Timestamp::now()).await.unwrap();
 
     let skey = format!("{}s:{}", store.prefix(), key.to_hex());
     let ikey = format!("{}u:{user}", store.prefix());
@@ -241,7 +241,7 @@ async fn layout(cluster: bool) {
     );
 
     let later = rec.idle_deadline.saturating_add(Duration::from_secs(600));
-    store.touch(&key, later).await.unwrap();
+    store.touch(&key, later, Timestamp::now()).await.unwrap();
     assert_eq!(
         bytes_of(on_key(&nodes, &skey, &hget("r")).await),
         rec.encode().to_vec(),
@@ -256,7 +256,7 @@ async fn layout(cluster: bool) {
         i64::try_from(later.as_millis()).unwrap(),
         "touch moves the TTL"
     );
-    store.delete(&key).await.unwrap();
+    store.delete(&key, Timestamp::now()).await.unwrap();
     assert!(
         everything(&nodes, store.prefix()).await.is_empty(),
         "delete leaves nothing behind"
@@ -281,7 +281,10 @@ async fn skew(cluster: bool) {
     };
     let key = SessionId::generate().storage_key();
     let user = fresh_user();
-    store.create(&key, &record(Some(&user))).await.unwrap();
+    store
+        .create(&key, &record(Some(&user)), Timestamp::now())
+        .await
+        .unwrap();
     let skey = format!("{}s:{}", store.prefix(), key.to_hex());
     let past = Timestamp::now()
         .saturating_sub(Duration::from_secs(5))
@@ -290,14 +293,15 @@ async fn skew(cluster: bool) {
     hset.arg(&skey).arg("i").arg(past);
     on_key(&nodes, &skey, &hset).await;
     assert!(
-        store.load(&key).await.unwrap().is_none(),
+        store.load(&key, Timestamp::now()).await.unwrap().is_none(),
         "load of an expired record"
     );
     assert!(matches!(
         store
             .touch(
                 &key,
-                Timestamp::now().saturating_add(Duration::from_secs(60))
+                Timestamp::now().saturating_add(Duration::from_secs(60)),
+                Timestamp::now()
             )
             .await,
         Err(StoreError::NotFound)
@@ -305,14 +309,29 @@ async fn skew(cluster: bool) {
     let mut next = record(Some(&user));
     next.version = 2;
     assert!(matches!(
-        store.save(&key, &next, 1).await,
+        store.save(&key, &next, 1, Timestamp::now()).await,
         Err(StoreError::NotFound)
     ));
-    assert!(store.list_by_user(&user).await.unwrap().is_empty());
+    assert!(
+        store
+            .list_by_user(&user, Timestamp::now())
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // Dead by our clock, so a create may take the key over.
-    store.create(&key, &record(Some(&user))).await.unwrap();
-    assert!(store.load(&key).await.unwrap().is_some());
-    assert_eq!(store.delete_by_user(&user, None).await.unwrap(), 1);
+    store
+        .create(&key, &record(Some(&user)), Timestamp::now())
+        .await
+        .unwrap();
+    assert!(store.load(&key, Timestamp::now()).await.unwrap().is_some());
+    assert_eq!(
+        store
+            .delete_by_user(&user, None, Timestamp::now())
+            .await
+            .unwrap(),
+        1
+    );
     assert!(everything(&nodes, store.prefix()).await.is_empty());
 }
 
@@ -335,7 +354,11 @@ async fn odd_data(cluster: bool) {
     let mut dead = record(Some(&fresh_user()));
     dead.idle_deadline = Timestamp::now().saturating_sub(Duration::from_secs(1));
     store
-        .create(&SessionId::generate().storage_key(), &dead)
+        .create(
+            &SessionId::generate().storage_key(),
+            &dead,
+            Timestamp::now(),
+        )
         .await
         .unwrap();
     assert!(
@@ -344,13 +367,16 @@ async fn odd_data(cluster: bool) {
     );
 
     let key = SessionId::generate().storage_key();
-    store.create(&key, &record(None)).await.unwrap();
+    store
+        .create(&key, &record(None), Timestamp::now())
+        .await
+        .unwrap();
     let skey = format!("{}s:{}", store.prefix(), key.to_hex());
     let mut hset = redis::cmd("HSET");
     hset.arg(&skey).arg("r").arg("not a record");
     on_key(&nodes, &skey, &hset).await;
     assert!(matches!(
-        store.load(&key).await,
+        store.load(&key, Timestamp::now()).await,
         Err(StoreError::Corrupt(_))
     ));
 
@@ -358,19 +384,22 @@ async fn odd_data(cluster: bool) {
     set.arg(&skey).arg("a plain string");
     on_key(&nodes, &skey, &set).await;
     assert!(matches!(
-        store.load(&key).await,
+        store.load(&key, Timestamp::now()).await,
         Err(StoreError::Corrupt(_))
     ));
     assert!(matches!(
-        store.touch(&key, Timestamp::now()).await,
+        store.touch(&key, Timestamp::now(), Timestamp::now()).await,
         Err(StoreError::NotFound)
     ));
-    store.create(&key, &record(None)).await.unwrap();
-    assert!(store.load(&key).await.unwrap().is_some());
+    store
+        .create(&key, &record(None), Timestamp::now())
+        .await
+        .unwrap();
+    assert!(store.load(&key, Timestamp::now()).await.unwrap().is_some());
     on_key(&nodes, &skey, &set).await;
-    store.delete(&key).await.unwrap();
+    store.delete(&key, Timestamp::now()).await.unwrap();
     assert!(everything(&nodes, store.prefix()).await.is_empty());
-    assert_eq!(store.delete_expired().await.unwrap(), 0);
+    assert_eq!(store.delete_expired(Timestamp::now()).await.unwrap(), 0);
 }
 
 #[tokio::test]
@@ -403,15 +432,18 @@ async fn cluster_index_survives_races() {
         tokio::spawn(async move {
             for (n, key) in keys.iter().enumerate() {
                 if n % 2 == 0 {
-                    store.create(key, &record(Some(&user))).await.unwrap();
+                    store
+                        .create(key, &record(Some(&user)), Timestamp::now())
+                        .await
+                        .unwrap();
                 } else {
                     // Created for someone else, then handed to `user`.
                     let rec = record(Some(&other));
-                    store.create(key, &rec).await.unwrap();
+                    store.create(key, &rec, Timestamp::now()).await.unwrap();
                     let mut mine = rec.clone();
                     mine.user = Some(user.clone());
                     mine.version = 2;
-                    store.save(key, &mine, 1).await.unwrap();
+                    store.save(key, &mine, 1, Timestamp::now()).await.unwrap();
                 }
             }
         })
@@ -421,8 +453,8 @@ async fn cluster_index_survives_races() {
         let user = user.clone();
         tokio::spawn(async move {
             for _ in 0..100 {
-                store.list_by_user(&user).await.unwrap();
-                match store.delete_by_user(&user, None).await {
+                store.list_by_user(&user, Timestamp::now()).await.unwrap();
+                match store.delete_by_user(&user, None, Timestamp::now()).await {
                     Ok(_) => {}
                     // The writer files new sessions of `user` faster than the
                     // passes can settle: `delete_by_user` says so (an error,
@@ -438,12 +470,12 @@ async fn cluster_index_survives_races() {
     // Every key the lister did not delete must still be indexed.
     let mut live = Vec::new();
     for key in &keys {
-        if store.load(key).await.unwrap().is_some() {
+        if store.load(key, Timestamp::now()).await.unwrap().is_some() {
             live.push(*key);
         }
     }
     let mut listed: Vec<StorageKey> = store
-        .list_by_user(&user)
+        .list_by_user(&user, Timestamp::now())
         .await
         .unwrap()
         .into_iter()
@@ -452,9 +484,18 @@ async fn cluster_index_survives_races() {
     listed.sort();
     live.sort();
     assert_eq!(listed, live, "every live session of the user is listed");
-    assert!(store.list_by_user(&other).await.unwrap().is_empty());
+    assert!(
+        store
+            .list_by_user(&other, Timestamp::now())
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(
-        store.delete_by_user(&user, None).await.unwrap(),
+        store
+            .delete_by_user(&user, None, Timestamp::now())
+            .await
+            .unwrap(),
         live.len() as u64
     );
 
@@ -463,7 +504,10 @@ async fn cluster_index_survives_races() {
         .map(|_| SessionId::generate().storage_key())
         .collect::<Vec<_>>();
     for key in &spread {
-        store.create(key, &record(None)).await.unwrap();
+        store
+            .create(key, &record(None), Timestamp::now())
+            .await
+            .unwrap();
     }
     let mut used = 0;
     for node in &nodes {
@@ -477,7 +521,7 @@ async fn cluster_index_survives_races() {
     }
     assert!(used >= 2, "sessions should land on several cluster nodes");
     for key in &spread {
-        store.delete(key).await.unwrap();
+        store.delete(key, Timestamp::now()).await.unwrap();
     }
     assert!(everything(&nodes, store.prefix()).await.is_empty());
 }
@@ -491,27 +535,39 @@ async fn s6(cluster: bool) {
     let user = format!("s6-{}", &SessionId::generate().storage_key().to_hex()[..8]);
     let first = SessionId::generate();
     let rec = record(Some(&user));
-    store.create(&first.storage_key(), &rec).await.unwrap();
+    store
+        .create(&first.storage_key(), &rec, Timestamp::now())
+        .await
+        .unwrap();
     let mut next = rec.clone();
     next.version = 2;
     next.insert("more", "data").unwrap();
-    store.save(&first.storage_key(), &next, 1).await.unwrap();
+    store
+        .save(&first.storage_key(), &next, 1, Timestamp::now())
+        .await
+        .unwrap();
     store
         .touch(
             &first.storage_key(),
             rec.idle_deadline.saturating_add(Duration::from_secs(60)),
+            Timestamp::now(),
         )
         .await
         .unwrap();
     let anonymous = SessionId::generate();
     store
-        .create(&anonymous.storage_key(), &record(None))
+        .create(&anonymous.storage_key(), &record(None), Timestamp::now())
         .await
         .unwrap();
     let rotated = SessionId::generate();
     next.version = 3;
     store
-        .rotate(&first.storage_key(), &rotated.storage_key(), &next)
+        .rotate(
+            &first.storage_key(),
+            &rotated.storage_key(),
+            &next,
+            Timestamp::now(),
+        )
         .await
         .unwrap();
 
@@ -531,8 +587,14 @@ async fn s6(cluster: bool) {
             "an ID's cookie text in Redis"
         );
     }
-    store.delete(&rotated.storage_key()).await.unwrap();
-    store.delete(&anonymous.storage_key()).await.unwrap();
+    store
+        .delete(&rotated.storage_key(), Timestamp::now())
+        .await
+        .unwrap();
+    store
+        .delete(&anonymous.storage_key(), Timestamp::now())
+        .await
+        .unwrap();
     assert!(
         everything(&nodes, store.prefix()).await.is_empty(),
         "deleting every session leaves nothing behind"
@@ -652,13 +714,16 @@ async fn recovers_after_the_server_restarts() {
         .await
         .unwrap();
     let key = SessionId::generate().storage_key();
-    store.create(&key, &record(Some("recovery"))).await.unwrap();
-    assert!(store.load(&key).await.unwrap().is_some());
+    store
+        .create(&key, &record(Some("recovery")), Timestamp::now())
+        .await
+        .unwrap();
+    assert!(store.load(&key, Timestamp::now()).await.unwrap().is_some());
 
     server.shutdown();
     let bound = Duration::from_secs(10);
     for _ in 0..3 {
-        let r = tokio::time::timeout(bound, store.load(&key)).await;
+        let r = tokio::time::timeout(bound, store.load(&key, Timestamp::now())).await;
         assert!(
             matches!(r, Ok(Err(StoreError::Unavailable(_)))),
             "a stopped server must give Unavailable in time, got {r:?}"
@@ -672,7 +737,7 @@ async fn recovers_after_the_server_restarts() {
     // may still race the server's start, so allow a few.
     let end = std::time::Instant::now() + Duration::from_secs(10);
     let loaded = loop {
-        match store.load(&key).await {
+        match store.load(&key, Timestamp::now()).await {
             Ok(r) => break r,
             Err(e) if std::time::Instant::now() < end => {
                 eprintln!("not reconnected yet: {e}");
@@ -687,11 +752,24 @@ async fn recovers_after_the_server_restarts() {
     );
     let fresh = SessionId::generate().storage_key();
     store
-        .create(&fresh, &record(Some("recovery")))
+        .create(&fresh, &record(Some("recovery")), Timestamp::now())
         .await
         .unwrap();
-    assert!(store.load(&fresh).await.unwrap().is_some());
-    assert_eq!(store.list_by_user("recovery").await.unwrap().len(), 1);
+    assert!(
+        store
+            .load(&fresh, Timestamp::now())
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(
+        store
+            .list_by_user("recovery", Timestamp::now())
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 /// Redis as the shared cache of a tiered store: the tombstones and gated

@@ -32,23 +32,34 @@ async fn two_instances_hammering_one_file_never_fail() {
         tasks.push(tokio::spawn(async move {
             for i in 0..25u64 {
                 let key = SessionId::generate().storage_key();
-                store.create(&key, &record(i)).await.unwrap();
-                let mut r = store.load(&key).await.unwrap().expect("just created");
+                store
+                    .create(&key, &record(i), Timestamp::now())
+                    .await
+                    .unwrap();
+                let mut r = store
+                    .load(&key, Timestamp::now())
+                    .await
+                    .unwrap()
+                    .expect("just created");
                 let expected = r.version;
                 r.version += 1;
                 r.insert("n", &(i + 1000)).unwrap();
-                store.save(&key, &r, expected).await.unwrap();
+                store
+                    .save(&key, &r, expected, Timestamp::now())
+                    .await
+                    .unwrap();
                 store
                     .touch(
                         &key,
                         Timestamp::now().saturating_add(Duration::from_secs(60)),
+                        Timestamp::now(),
                     )
                     .await
                     .unwrap();
-                let back = store.load(&key).await.unwrap().unwrap();
+                let back = store.load(&key, Timestamp::now()).await.unwrap().unwrap();
                 assert_eq!(back.get::<u64>("n").unwrap(), Some(i + 1000));
                 if i % 5 == 0 {
-                    store.delete(&key).await.unwrap();
+                    store.delete(&key, Timestamp::now()).await.unwrap();
                 }
             }
         }));

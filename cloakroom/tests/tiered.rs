@@ -33,20 +33,20 @@ async fn per_process_caches_bound_the_revocation_delay() {
     let b = TieredStore::new(Arc::new(MemoryStore::new()), durable.clone())
         .with_cache_ttl(Duration::from_millis(300));
     let key = SessionId::generate().storage_key();
-    a.create(&key, &record()).await.unwrap();
+    a.create(&key, &record(), Timestamp::now()).await.unwrap();
     assert!(
-        b.load(&key).await.unwrap().is_some(),
+        b.load(&key, Timestamp::now()).await.unwrap().is_some(),
         "b reads through and caches"
     );
-    a.delete(&key).await.unwrap();
+    a.delete(&key, Timestamp::now()).await.unwrap();
     assert!(
-        a.load(&key).await.unwrap().is_none(),
+        a.load(&key, Timestamp::now()).await.unwrap().is_none(),
         "the deleting instance sees it gone at once"
     );
     // b's per-process copy may serve until its TTL, never longer.
     tokio::time::sleep(Duration::from_millis(350)).await;
     assert!(
-        b.load(&key).await.unwrap().is_none(),
+        b.load(&key, Timestamp::now()).await.unwrap().is_none(),
         "b's stale copy outlived the cache TTL"
     );
 }
@@ -58,11 +58,13 @@ async fn a_shared_cache_has_no_delay() {
     let a = TieredStore::new(cache.clone(), durable.clone());
     let b = TieredStore::new(cache, durable);
     let key = SessionId::generate().storage_key();
-    a.create(&key, &record()).await.unwrap();
-    assert!(b.load(&key).await.unwrap().is_some());
-    a.delete_by_user("alice", None).await.unwrap();
+    a.create(&key, &record(), Timestamp::now()).await.unwrap();
+    assert!(b.load(&key, Timestamp::now()).await.unwrap().is_some());
+    a.delete_by_user("alice", None, Timestamp::now())
+        .await
+        .unwrap();
     assert!(
-        b.load(&key).await.unwrap().is_none(),
+        b.load(&key, Timestamp::now()).await.unwrap().is_none(),
         "revocation visible at once through a shared cache"
     );
 }
@@ -73,26 +75,33 @@ async fn stale_cache_never_wedges_compare_and_swap() {
     let a = TieredStore::new(Arc::new(MemoryStore::new()), durable.clone());
     let b = TieredStore::new(Arc::new(MemoryStore::new()), durable);
     let key = SessionId::generate().storage_key();
-    a.create(&key, &record()).await.unwrap();
-    let mut stale = b.load(&key).await.unwrap().unwrap();
-    let mut next = a.load(&key).await.unwrap().unwrap();
+    a.create(&key, &record(), Timestamp::now()).await.unwrap();
+    let mut stale = b.load(&key, Timestamp::now()).await.unwrap().unwrap();
+    let mut next = a.load(&key, Timestamp::now()).await.unwrap().unwrap();
     next.version = 2;
-    a.save(&key, &next, 1).await.unwrap();
+    a.save(&key, &next, 1, Timestamp::now()).await.unwrap();
     stale.version = 2;
     assert!(matches!(
-        b.save(&key, &stale, 1).await,
+        b.save(&key, &stale, 1, Timestamp::now()).await,
         Err(StoreError::VersionConflict)
     ));
     // The conflict dropped b's cached copy: the reload sees version 2.
-    assert_eq!(b.load(&key).await.unwrap().unwrap().version, 2);
+    assert_eq!(
+        b.load(&key, Timestamp::now())
+            .await
+            .unwrap()
+            .unwrap()
+            .version,
+        2
+    );
 }
 
 #[tokio::test]
 async fn marker_never_leaks() {
     let t = TieredStore::new(Arc::new(MemoryStore::new()), Arc::new(MemoryStore::new()));
     let key = SessionId::generate().storage_key();
-    t.create(&key, &record()).await.unwrap();
-    let loaded = t.load(&key).await.unwrap().unwrap();
+    t.create(&key, &record(), Timestamp::now()).await.unwrap();
+    let loaded = t.load(&key, Timestamp::now()).await.unwrap().unwrap();
     assert_eq!(loaded.keys().count(), 0, "the freshness marker leaked");
 }
 
@@ -115,7 +124,7 @@ async fn with_fill_paused(
     meanwhile: impl std::future::Future<Output = ()>,
 ) -> Option<Record> {
     durable.load.arm();
-    let reader = tokio::spawn(async move { a.load(&key).await });
+    let reader = tokio::spawn(async move { a.load(&key, Timestamp::now()).await });
     durable.load.reached.notified().await;
     meanwhile.await;
     durable.load.resume.notify_one();
@@ -127,10 +136,16 @@ async fn with_fill_paused(
 async fn a_fill_racing_a_delete_never_resurrects_it(cache: Arc<dyn SessionStore>) {
     let (durable, a, b) = shared_pair(cache);
     let key = SessionId::generate().storage_key();
-    durable.create(&key, &record()).await.unwrap();
-    with_fill_paused(&durable, a, key, async { b.delete(&key).await.unwrap() }).await;
+    durable
+        .create(&key, &record(), Timestamp::now())
+        .await
+        .unwrap();
+    with_fill_paused(&durable, a, key, async {
+        b.delete(&key, Timestamp::now()).await.unwrap()
+    })
+    .await;
     assert!(
-        b.load(&key).await.unwrap().is_none(),
+        b.load(&key, Timestamp::now()).await.unwrap().is_none(),
         "a fill that started before the delete served the revoked session from the shared cache"
     );
 }
@@ -139,13 +154,21 @@ async fn a_fill_racing_a_delete_never_resurrects_it(cache: Arc<dyn SessionStore>
 async fn a_fill_racing_delete_by_user_never_resurrects_it(cache: Arc<dyn SessionStore>) {
     let (durable, a, b) = shared_pair(cache);
     let key = SessionId::generate().storage_key();
-    durable.create(&key, &record()).await.unwrap();
+    durable
+        .create(&key, &record(), Timestamp::now())
+        .await
+        .unwrap();
     with_fill_paused(&durable, a, key, async {
-        assert_eq!(b.delete_by_user("alice", None).await.unwrap(), 1);
+        assert_eq!(
+            b.delete_by_user("alice", None, Timestamp::now())
+                .await
+                .unwrap(),
+            1
+        );
     })
     .await;
     assert!(
-        b.load(&key).await.unwrap().is_none(),
+        b.load(&key, Timestamp::now()).await.unwrap().is_none(),
         "a fill that started before delete_by_user served a revoked session"
     );
 }
@@ -155,16 +178,21 @@ async fn a_fill_racing_rotate_never_revives_the_old_key(cache: Arc<dyn SessionSt
     let (durable, a, b) = shared_pair(cache);
     let old = SessionId::generate().storage_key();
     let new = SessionId::generate().storage_key();
-    durable.create(&old, &record()).await.unwrap();
+    durable
+        .create(&old, &record(), Timestamp::now())
+        .await
+        .unwrap();
     with_fill_paused(&durable, a, old, async {
-        b.rotate(&old, &new, &record()).await.unwrap();
+        b.rotate(&old, &new, &record(), Timestamp::now())
+            .await
+            .unwrap();
     })
     .await;
     assert!(
-        b.load(&old).await.unwrap().is_none(),
+        b.load(&old, Timestamp::now()).await.unwrap().is_none(),
         "a fill that started before the rotation served the old key"
     );
-    assert!(b.load(&new).await.unwrap().is_some());
+    assert!(b.load(&new, Timestamp::now()).await.unwrap().is_some());
 }
 
 /// A slow read-through fill of version 1 must not replace the copy of
@@ -172,16 +200,23 @@ async fn a_fill_racing_rotate_never_revives_the_old_key(cache: Arc<dyn SessionSt
 async fn a_slow_fill_never_replaces_a_newer_save(cache: Arc<dyn SessionStore>) {
     let (durable, a, b) = shared_pair(cache);
     let key = SessionId::generate().storage_key();
-    durable.create(&key, &record()).await.unwrap();
+    durable
+        .create(&key, &record(), Timestamp::now())
+        .await
+        .unwrap();
     let mut next = record();
     next.version = 2;
     let answer = with_fill_paused(&durable, a, key, async {
-        b.save(&key, &next, 1).await.unwrap();
+        b.save(&key, &next, 1, Timestamp::now()).await.unwrap();
     })
     .await;
     assert_eq!(answer.unwrap().version, 1);
     assert_eq!(
-        b.load(&key).await.unwrap().unwrap().version,
+        b.load(&key, Timestamp::now())
+            .await
+            .unwrap()
+            .unwrap()
+            .version,
         2,
         "an older version replaced a newer one in the cache"
     );
@@ -192,19 +227,36 @@ async fn a_slow_fill_never_replaces_a_newer_save(cache: Arc<dyn SessionStore>) {
 async fn concurrent_fills_never_leave_an_older_version_cached(cache: Arc<dyn SessionStore>) {
     let (durable, a, b) = shared_pair(cache);
     let key = SessionId::generate().storage_key();
-    durable.create(&key, &record()).await.unwrap();
+    durable
+        .create(&key, &record(), Timestamp::now())
+        .await
+        .unwrap();
     let mut next = record();
     next.version = 2;
     let answer = with_fill_paused(&durable, a, key, async {
         // Another process (no shared cache) saves version 2 ...
-        durable.save(&key, &next, 1).await.unwrap();
+        durable
+            .save(&key, &next, 1, Timestamp::now())
+            .await
+            .unwrap();
         // ... and b reads it through, filling version 2.
-        assert_eq!(b.load(&key).await.unwrap().unwrap().version, 2);
+        assert_eq!(
+            b.load(&key, Timestamp::now())
+                .await
+                .unwrap()
+                .unwrap()
+                .version,
+            2
+        );
     })
     .await;
     assert_eq!(answer.unwrap().version, 1);
     assert_eq!(
-        b.load(&key).await.unwrap().unwrap().version,
+        b.load(&key, Timestamp::now())
+            .await
+            .unwrap()
+            .unwrap()
+            .version,
         2,
         "the slower fill left an older version cached"
     );
@@ -224,15 +276,15 @@ async fn a_session_unknown_to_delete_by_user_is_not_served(cache: Arc<dyn Sessio
     durable.list.arm();
     let revoker = {
         let user = user.clone();
-        tokio::spawn(async move { b.delete_by_user(&user, None).await })
+        tokio::spawn(async move { b.delete_by_user(&user, None, Timestamp::now()).await })
     };
     // delete_by_user has listed the user's sessions: none yet.
     durable.list.reached.notified().await;
     let key = SessionId::generate().storage_key();
-    durable.create(&key, &r).await.unwrap();
+    durable.create(&key, &r, Timestamp::now()).await.unwrap();
     durable.load.arm();
     let a2 = a.clone();
-    let reader = tokio::spawn(async move { a2.load(&key).await });
+    let reader = tokio::spawn(async move { a2.load(&key, Timestamp::now()).await });
     durable.load.reached.notified().await;
     durable.list.resume.notify_one();
     assert_eq!(
@@ -243,7 +295,7 @@ async fn a_session_unknown_to_delete_by_user_is_not_served(cache: Arc<dyn Sessio
     durable.load.resume.notify_one();
     reader.await.unwrap().unwrap();
     assert!(
-        a.load(&key).await.unwrap().is_none(),
+        a.load(&key, Timestamp::now()).await.unwrap().is_none(),
         "a session deleted by delete_by_user was served from the shared cache"
     );
 }
@@ -312,30 +364,48 @@ async fn ending_sessions_works_during_a_cache_outage() {
     let t = TieredStore::new(cache, durable.clone());
 
     let key = SessionId::generate().storage_key();
-    t.create(&key, &record()).await.unwrap();
-    t.delete(&key)
+    t.create(&key, &record(), Timestamp::now()).await.unwrap();
+    t.delete(&key, Timestamp::now())
         .await
         .expect("delete must succeed on the durable store while the cache is down");
-    assert!(durable.load(&key).await.unwrap().is_none());
-    assert!(t.load(&key).await.unwrap().is_none());
+    assert!(
+        durable
+            .load(&key, Timestamp::now())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(t.load(&key, Timestamp::now()).await.unwrap().is_none());
 
     let old = SessionId::generate().storage_key();
     let new = SessionId::generate().storage_key();
-    t.create(&old, &record()).await.unwrap();
-    t.rotate(&old, &new, &record())
+    t.create(&old, &record(), Timestamp::now()).await.unwrap();
+    t.rotate(&old, &new, &record(), Timestamp::now())
         .await
         .expect("rotate must succeed on the durable store while the cache is down");
-    assert!(durable.load(&old).await.unwrap().is_none());
-    assert!(t.load(&old).await.unwrap().is_none());
-    assert!(t.load(&new).await.unwrap().is_some());
+    assert!(
+        durable
+            .load(&old, Timestamp::now())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(t.load(&old, Timestamp::now()).await.unwrap().is_none());
+    assert!(t.load(&new, Timestamp::now()).await.unwrap().is_some());
 
     let n = t
-        .delete_by_user("alice", None)
+        .delete_by_user("alice", None, Timestamp::now())
         .await
         .expect("delete_by_user must succeed on the durable store while the cache is down");
     assert_eq!(n, 1);
-    assert!(t.load(&new).await.unwrap().is_none());
-    assert!(durable.list_by_user("alice").await.unwrap().is_empty());
+    assert!(t.load(&new, Timestamp::now()).await.unwrap().is_none());
+    assert!(
+        durable
+            .list_by_user("alice", Timestamp::now())
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 /// A copy the cache held when it went down may be served once it is back,
@@ -346,16 +416,19 @@ async fn a_copy_stranded_by_an_outage_dies_within_the_cache_ttl() {
     let t = TieredStore::new(cache.clone(), Arc::new(MemoryStore::new()))
         .with_cache_ttl(Duration::from_millis(300));
     let key = SessionId::generate().storage_key();
-    t.create(&key, &record()).await.unwrap();
-    assert!(t.load(&key).await.unwrap().is_some(), "cached");
+    t.create(&key, &record(), Timestamp::now()).await.unwrap();
+    assert!(
+        t.load(&key, Timestamp::now()).await.unwrap().is_some(),
+        "cached"
+    );
     cache.set_down(true);
-    t.delete(&key)
+    t.delete(&key, Timestamp::now())
         .await
         .expect("delete must succeed while the cache is down");
     cache.set_down(false);
     tokio::time::sleep(Duration::from_millis(350)).await;
     assert!(
-        t.load(&key).await.unwrap().is_none(),
+        t.load(&key, Timestamp::now()).await.unwrap().is_none(),
         "a stranded copy outlived the cache TTL"
     );
 }

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{EpochCache, EpochCheck};
+use crate::expiry::Timestamp;
 use crate::store::{MemoryStore, SessionStore};
 
 fn cache(store: &Arc<MemoryStore>) -> EpochCache {
@@ -17,17 +18,26 @@ fn cache(store: &Arc<MemoryStore>) -> EpochCache {
 async fn a_refill_never_lowers_a_cached_epoch() {
     let store = Arc::new(MemoryStore::new());
     let epochs = cache(&store);
-    let first = epochs.for_login("alice").await.expect("login");
-    let bumped = epochs.bump("alice").await.expect("bump");
+    let first = epochs
+        .for_login("alice", Timestamp::now())
+        .await
+        .expect("login");
+    let bumped = epochs.bump("alice", Timestamp::now()).await.expect("bump");
     assert!(bumped > first);
     // A read that started before the bump lands after it.
-    epochs.remember("alice", first);
+    epochs.remember("alice", first, Timestamp::now());
     assert_eq!(
-        epochs.check("alice", first).await.expect("check"),
+        epochs
+            .check("alice", first, Timestamp::now())
+            .await
+            .expect("check"),
         EpochCheck::Revoked
     );
     assert_eq!(
-        epochs.check("alice", bumped).await.expect("check"),
+        epochs
+            .check("alice", bumped, Timestamp::now())
+            .await
+            .expect("check"),
         EpochCheck::Current
     );
 }
@@ -38,27 +48,41 @@ async fn a_refill_never_lowers_a_cached_epoch() {
 async fn a_cookie_newer_than_the_cache_is_checked_in_the_store() {
     let store = Arc::new(MemoryStore::new());
     let (here, elsewhere) = (cache(&store), cache(&store));
-    let old = here.for_login("alice").await.expect("login");
+    let old = here
+        .for_login("alice", Timestamp::now())
+        .await
+        .expect("login");
     assert_eq!(
-        here.check("alice", old).await.expect("check"),
+        here.check("alice", old, Timestamp::now())
+            .await
+            .expect("check"),
         EpochCheck::Current
     );
-    let new = elsewhere.bump("alice").await.expect("bump");
+    let new = elsewhere
+        .bump("alice", Timestamp::now())
+        .await
+        .expect("bump");
     assert_eq!(
-        here.check("alice", new).await.expect("check"),
+        here.check("alice", new, Timestamp::now())
+            .await
+            .expect("check"),
         EpochCheck::Current
     );
     assert_eq!(
-        here.check("alice", old).await.expect("check"),
+        here.check("alice", old, Timestamp::now())
+            .await
+            .expect("check"),
         EpochCheck::Revoked
     );
     // Higher than anything stored: the store lost data; refused.
     assert_eq!(
-        here.check("alice", new + 1).await.expect("check"),
+        here.check("alice", new + 1, Timestamp::now())
+            .await
+            .expect("check"),
         EpochCheck::Unknown
     );
     assert_eq!(
-        here.check("bob", 0).await.expect("check"),
+        here.check("bob", 0, Timestamp::now()).await.expect("check"),
         EpochCheck::Unknown,
         "no epoch record at all"
     );

@@ -16,13 +16,13 @@ use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 /// Shortest master key accepted, in bytes (256 bits, S34).
-pub const MIN_KEY_BYTES: usize = 32;
+pub const MIN_MASTER_KEY_BYTES: usize = 32;
 /// Longest master key accepted, in bytes.
-pub const MAX_KEY_BYTES: usize = 64;
+pub const MAX_MASTER_KEY_BYTES: usize = 64;
 /// Length of a freshly generated key, in bytes.
 const GENERATED_KEY_BYTES: usize = 32;
 /// Longest text [`MasterKey::from_base64url`] looks at: 64 bytes, padded.
-const MAX_KEY_TEXT: usize = MAX_KEY_BYTES.div_ceil(3) * 4;
+const MAX_KEY_TEXT: usize = MAX_MASTER_KEY_BYTES.div_ceil(3) * 4;
 /// The HMAC message a key id is derived from.
 const KEY_ID_LABEL: &[u8] = b"cloakroom key id";
 
@@ -54,13 +54,13 @@ pub enum KeyError {
     Empty,
     /// The key is shorter than 256 bits.
     #[error(
-        "the key has {0} bytes but at least {MIN_KEY_BYTES} (256 bits) are required; \
+        "the key has {0} bytes but at least {MIN_MASTER_KEY_BYTES} (256 bits) are required; \
          generate one with `cloakroom keygen`"
     )]
     TooShort(usize),
-    /// The key is longer than [`MAX_KEY_BYTES`].
+    /// The key is longer than [`MAX_MASTER_KEY_BYTES`].
     #[error(
-        "the key is longer than {MAX_KEY_BYTES} bytes; \
+        "the key is longer than {MAX_MASTER_KEY_BYTES} bytes; \
          a 32-byte key from `cloakroom keygen` is all that is needed"
     )]
     TooLong,
@@ -346,10 +346,10 @@ fn check_strength(bytes: &[u8]) -> Result<(), KeyError> {
     if bytes.is_empty() {
         return Err(KeyError::Empty);
     }
-    if bytes.len() < MIN_KEY_BYTES {
+    if bytes.len() < MIN_MASTER_KEY_BYTES {
         return Err(KeyError::TooShort(bytes.len()));
     }
-    if bytes.len() > MAX_KEY_BYTES {
+    if bytes.len() > MAX_MASTER_KEY_BYTES {
         return Err(KeyError::TooLong);
     }
     if is_example(bytes) {

@@ -98,7 +98,7 @@ use std::fmt;
 
 pub use envelope::{sealed_len, signed_len};
 pub use error::{OpenError, SealError};
-pub use key::{KeyError, KeyId, MAX_KEY_BYTES, MIN_KEY_BYTES, MasterKey};
+pub use key::{KeyError, KeyId, MAX_MASTER_KEY_BYTES, MIN_MASTER_KEY_BYTES, MasterKey};
 pub use keyring::Keyring;
 
 /// The environment variable [`Keyring::from_env`] reads.

@@ -225,7 +225,7 @@ pub(crate) async fn save(
         // Fast path: one compare-and-swap, no coordination.
         let next = next_record(base, changes, now);
         target.check_size(&next)?;
-        match timed("save", target.store.save(&key, &next, base.version)).await {
+        match timed("save", target.store.save(&key, &next, base.version, now)).await {
             Ok(()) => return Ok(Committed::Saved(next)),
             Err(StoreError::VersionConflict) => {
                 metrics::counter!("cloakroom_cas_conflicts_total").increment(1);
@@ -324,7 +324,7 @@ async fn commit_batch(
     let store = target.store;
     let mut base = match last_saved.take() {
         Some(r) => Ok(Some(r)),
-        None => timed("load", store.load(&key)).await,
+        None => timed("load", store.load(&key, now)).await,
     };
     for attempt in 0..MAX_SAVE_ATTEMPTS {
         let record = match base {
@@ -345,7 +345,7 @@ async fn commit_batch(
             .collect();
         next.version = record.version + 1;
         next.idle_deadline = now.saturating_add(next.idle_timeout);
-        match timed("save", store.save(&key, &next, record.version)).await {
+        match timed("save", store.save(&key, &next, record.version, now)).await {
             Ok(()) => {
                 for (w, verdict) in batch.into_iter().zip(verdicts) {
                     let saved = match verdict {
@@ -365,7 +365,7 @@ async fn commit_batch(
                     // spread out.
                     tokio::time::sleep(backoff(attempt)).await;
                 }
-                base = timed("load", store.load(&key)).await;
+                base = timed("load", store.load(&key, now)).await;
             }
             Err(StoreError::NotFound) => return answer_all(batch, &Ok(None)),
             Err(e) => return answer_all(batch, &Err(Arc::new(e))),

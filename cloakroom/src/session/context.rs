@@ -21,30 +21,63 @@ pub(crate) enum Engine {
     Sealed(SealedMode),
 }
 
-/// The shared, validated configuration behind a
-/// [`SessionLayer`](crate::SessionLayer).
+/// The shared configuration behind a [`SessionLayer`](crate::SessionLayer).
 pub(crate) struct Context {
     pub(crate) config: SessionConfig,
     pub(crate) engine: Engine,
+    /// The insecure-cookie warning is logged once per layer.
+    warned: std::sync::Once,
 }
 
 impl Context {
-    /// Validates `config` for `engine`.
+    pub(crate) fn new(config: SessionConfig, engine: Engine) -> Self {
+        Self {
+            config,
+            engine,
+            warned: std::sync::Once::new(),
+        }
+    }
+
+    /// A copy with the same configuration and store (but its own save
+    /// coordination), for a layer reconfigured while a clone shares this.
+    pub(crate) fn duplicate(&self) -> Self {
+        let engine = match &self.engine {
+            Engine::Server(m) => Engine::Server(m.duplicate()),
+            Engine::Sealed(m) => Engine::Sealed(m.duplicate()),
+        };
+        Self::new(self.config.clone(), engine)
+    }
+
+    /// Makes `clock` the layer's clock (and the sealed sessions').
+    pub(crate) fn set_clock(&mut self, clock: std::sync::Arc<dyn crate::expiry::Clock>) {
+        if let Engine::Sealed(m) = &mut self.engine {
+            m.set_clock(clock.clone());
+        }
+        self.config.clock = clock;
+    }
+
+    /// Checks the configuration for its engine.
     ///
     /// # Errors
     ///
     /// [`ConfigError`] for a cookie browsers would drop (S10), impossible
     /// timeouts, or client-side revocation on a volatile store.
-    pub(crate) fn new(config: SessionConfig, engine: Engine) -> Result<Self, ConfigError> {
-        if let Engine::Sealed(sealed) = &engine
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        if let Engine::Sealed(sealed) = &self.engine
             && sealed.has_unaccepted_volatile_epochs()
         {
             return Err(ConfigError::VolatileRevocationStore);
         }
-        Ok(Self {
-            config: config.validate()?,
-            engine,
-        })
+        self.config.validate()?;
+        if self.config.cookie.is_insecure_dev() {
+            self.warned.call_once(|| {
+                tracing::warn!(
+                    cookie = self.config.cookie.name(),
+                    "session cookie is NOT Secure: development over plain HTTP only; never run this in production"
+                );
+            });
+        }
+        Ok(())
     }
 }
 
@@ -72,8 +105,8 @@ impl Mode for Engine {
         dispatch!(self, m => m.load(cfg, presented, state).await)
     }
 
-    async fn delete(&self, key: &StorageKey) -> Result<(), StoreError> {
-        dispatch!(self, m => m.delete(key).await)
+    async fn delete(&self, cfg: &SessionConfig, key: &StorageKey) -> Result<(), StoreError> {
+        dispatch!(self, m => m.delete(cfg, key).await)
     }
 
     fn checks_inserts(&self) -> bool {
@@ -101,8 +134,8 @@ impl Mode for Engine {
         dispatch!(self, m => m.reissue(cfg, visitor, state, record, if_ended).await)
     }
 
-    async fn revoke_user(&self, user: &str) -> Result<(), RevokeError> {
-        dispatch!(self, m => m.revoke_user(user).await)
+    async fn revoke_user(&self, cfg: &SessionConfig, user: &str) -> Result<(), RevokeError> {
+        dispatch!(self, m => m.revoke_user(cfg, user).await)
     }
 
     async fn finish(

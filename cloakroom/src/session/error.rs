@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::handle::MAX_USER_BYTES;
-use crate::record::DecodeError;
+use crate::record::{DecodeError, EncodeError};
 use crate::store::StoreError;
 
 /// An error from a [`Session`](crate::Session) method.
@@ -31,7 +31,7 @@ pub enum SessionError {
         key: String,
         /// Why it failed.
         #[source]
-        source: DecodeError,
+        source: EncodeError,
     },
     /// The encoded value is larger than the configured limit.
     #[error(
@@ -42,7 +42,7 @@ pub enum SessionError {
         key: String,
         /// The encoded size.
         size: usize,
-        /// The limit ([`SessionConfig::with_max_value_bytes`](crate::SessionConfig::with_max_value_bytes)).
+        /// The limit ([`SessionLayer::with_max_value_bytes`](crate::SessionLayer::with_max_value_bytes)).
         limit: usize,
     },
     /// The key is empty, longer than 256 bytes, or starts with a control
@@ -72,7 +72,7 @@ pub enum SessionError {
         limit: usize,
     },
     /// The record would exceed the configured size limit
-    /// ([`SessionConfig::with_max_record_bytes`](crate::SessionConfig::with_max_record_bytes));
+    /// ([`SessionLayer::with_max_record_bytes`](crate::SessionLayer::with_max_record_bytes));
     /// nothing was written.
     #[error(
         "the session record would be {size} bytes, over the {limit}-byte limit; keep large data in your database and its id in the session"

@@ -49,7 +49,7 @@ pub(crate) trait Mode {
     /// # Errors
     ///
     /// The store's failure.
-    async fn delete(&self, key: &StorageKey) -> Result<(), StoreError>;
+    async fn delete(&self, cfg: &SessionConfig, key: &StorageKey) -> Result<(), StoreError>;
 
     /// Whether [`Mode::admit`] needs the loaded record (so that `insert`
     /// loads first).
@@ -92,7 +92,7 @@ pub(crate) trait Mode {
     /// # Errors
     ///
     /// [`RevokeError`].
-    async fn revoke_user(&self, user: &str) -> Result<(), RevokeError>;
+    async fn revoke_user(&self, cfg: &SessionConfig, user: &str) -> Result<(), RevokeError>;
 
     /// After the handler: saves, touches or re-seals as the state asks.
     async fn finish(

@@ -24,6 +24,15 @@ impl SealedMode {
         Self { client }
     }
 
+    pub(crate) fn duplicate(&self) -> Self {
+        Self::new(self.client.clone())
+    }
+
+    /// Makes `clock` the sessions' clock (for `revoke_user`).
+    pub(crate) fn set_clock(&mut self, clock: std::sync::Arc<dyn crate::expiry::Clock>) {
+        self.client.clock = clock;
+    }
+
     /// Whether revocation is configured on a volatile store without having
     /// been accepted as such.
     pub(crate) fn has_unaccepted_volatile_epochs(&self) -> bool {
@@ -99,7 +108,7 @@ impl Mode for SealedMode {
             return Ok(());
         }
         if let (Some(user), Some(epochs)) = (&opened.record.user, self.client.epochs()) {
-            match epochs.check(user, opened.epoch).await? {
+            match epochs.check(user, opened.epoch, cfg.clock.now()).await? {
                 EpochCheck::Current => {}
                 verdict => {
                     tracing::info!(
@@ -122,7 +131,7 @@ impl Mode for SealedMode {
         Ok(())
     }
 
-    async fn delete(&self, _key: &StorageKey) -> Result<(), StoreError> {
+    async fn delete(&self, _cfg: &SessionConfig, _key: &StorageKey) -> Result<(), StoreError> {
         // Nothing is stored: clearing the cookie is all a logout can do
         // here (see the client_side module docs on replay).
         Ok(())
@@ -163,7 +172,7 @@ impl Mode for SealedMode {
         {
             // A sign-in reads past the cache: a stale cached epoch must not
             // seal a fresh sign-in under an epoch that is already revoked.
-            match epochs.for_login(user).await {
+            match epochs.for_login(user, cfg.clock.now()).await {
                 Ok(epoch) => state.epoch = epoch,
                 Err(e) => {
                     let e = std::sync::Arc::new(e);
@@ -176,9 +185,9 @@ impl Mode for SealedMode {
         self.adopt(cfg, state, record)
     }
 
-    async fn revoke_user(&self, user: &str) -> Result<(), RevokeError> {
+    async fn revoke_user(&self, cfg: &SessionConfig, user: &str) -> Result<(), RevokeError> {
         self.client
-            .revoke_user(user)
+            .revoke_user_at(user, cfg.clock.now())
             .await
             .map(drop)
             .map_err(|e| match e {

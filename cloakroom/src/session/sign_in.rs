@@ -66,7 +66,13 @@ impl Session {
             _ => None,
         };
         if let Some(key) = key {
-            if let Err(e) = self.inner.ctx.engine.delete(&key).await {
+            if let Err(e) = self
+                .inner
+                .ctx
+                .engine
+                .delete(&self.inner.ctx.config, &key)
+                .await
+            {
                 return Err(Self::revocation_failed(&mut state, Arc::new(e), "delete"));
             }
             tracing::info!(event = "destroyed", "session destroyed");
@@ -229,7 +235,13 @@ impl Session {
         }
         let user = state.current.as_ref().and_then(|c| c.record.user.clone());
         if let Some(user) = user {
-            match self.inner.ctx.engine.revoke_user(&user).await {
+            match self
+                .inner
+                .ctx
+                .engine
+                .revoke_user(&self.inner.ctx.config, &user)
+                .await
+            {
                 Ok(()) => {}
                 Err(RevokeError::NotConfigured) => {
                     return Err(SessionError::RevocationNotConfigured);

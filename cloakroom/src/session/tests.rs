@@ -19,33 +19,64 @@ struct SlowSaves(MemoryStore);
 
 #[async_trait]
 impl SessionStore for SlowSaves {
-    async fn create(&self, key: &StorageKey, record: &Record) -> Result<(), StoreError> {
-        self.0.create(key, record).await
+    async fn create(
+        &self,
+        key: &StorageKey,
+        record: &Record,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.0.create(key, record, now).await
     }
-    async fn load(&self, key: &StorageKey) -> Result<Option<Record>, StoreError> {
-        self.0.load(key).await
+    async fn load(&self, key: &StorageKey, now: Timestamp) -> Result<Option<Record>, StoreError> {
+        self.0.load(key, now).await
     }
-    async fn save(&self, key: &StorageKey, record: &Record, v: u64) -> Result<(), StoreError> {
+    async fn save(
+        &self,
+        key: &StorageKey,
+        record: &Record,
+        v: u64,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        self.0.save(key, record, v).await
+        self.0.save(key, record, v, now).await
     }
-    async fn touch(&self, key: &StorageKey, idle: Timestamp) -> Result<(), StoreError> {
-        self.0.touch(key, idle).await
+    async fn touch(
+        &self,
+        key: &StorageKey,
+        idle: Timestamp,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.0.touch(key, idle, now).await
     }
-    async fn delete(&self, key: &StorageKey) -> Result<(), StoreError> {
-        self.0.delete(key).await
+    async fn delete(&self, key: &StorageKey, now: Timestamp) -> Result<(), StoreError> {
+        self.0.delete(key, now).await
     }
-    async fn rotate(&self, o: &StorageKey, n: &StorageKey, r: &Record) -> Result<(), StoreError> {
-        self.0.rotate(o, n, r).await
+    async fn rotate(
+        &self,
+        o: &StorageKey,
+        n: &StorageKey,
+        r: &Record,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.0.rotate(o, n, r, now).await
     }
-    async fn list_by_user(&self, user: &str) -> Result<Vec<UserSession>, StoreError> {
-        self.0.list_by_user(user).await
+    async fn list_by_user(
+        &self,
+        user: &str,
+        now: Timestamp,
+    ) -> Result<Vec<UserSession>, StoreError> {
+        self.0.list_by_user(user, now).await
     }
-    async fn delete_by_user(&self, u: &str, e: Option<&StorageKey>) -> Result<u64, StoreError> {
-        self.0.delete_by_user(u, e).await
+    async fn delete_by_user(
+        &self,
+        u: &str,
+        e: Option<&StorageKey>,
+        now: Timestamp,
+    ) -> Result<u64, StoreError> {
+        self.0.delete_by_user(u, e, now).await
     }
-    async fn delete_expired(&self) -> Result<u64, StoreError> {
-        self.0.delete_expired().await
+    async fn delete_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
+        self.0.delete_expired(now).await
     }
 }
 
@@ -55,13 +86,10 @@ impl SessionStore for SlowSaves {
 #[tokio::test(start_paused = true)]
 async fn d8_cancelled_saves_leave_no_lanes_behind() {
     let store = Arc::new(SlowSaves(MemoryStore::new()));
-    let ctx = Arc::new(
-        Context::new(
-            SessionConfig::default(),
-            Engine::Server(ServerMode::new(store.clone())),
-        )
-        .expect("valid configuration"),
-    );
+    let ctx = Arc::new(Context::new(
+        SessionConfig::default(),
+        Engine::Server(ServerMode::new(store.clone())),
+    ));
     let cancelled = 10_000;
     let mut ids = Vec::with_capacity(64);
     for _ in 0..64 {
@@ -72,7 +100,10 @@ async fn d8_cancelled_saves_leave_no_lanes_behind() {
             Duration::from_secs(3600),
         );
         r.version = 1;
-        store.create(&id.storage_key(), &r).await.expect("create");
+        store
+            .create(&id.storage_key(), &r, Timestamp::now())
+            .await
+            .expect("create");
         ids.push(id);
     }
     for i in 0..cancelled {

@@ -282,14 +282,18 @@ impl Inner {
         Ok(keys)
     }
 
-    fn create(&self, key: &StorageKey, record: &Record) -> Result<(), StoreError> {
+    fn create(&self, key: &StorageKey, record: &Record, now: Timestamp) -> Result<(), StoreError> {
         let _lock = self.lock(key)?;
-        self.create_locked(key, record)
+        self.create_locked(key, record, now)
     }
 
     /// `create` for a caller that holds `key`'s lock.
-    fn create_locked(&self, key: &StorageKey, record: &Record) -> Result<(), StoreError> {
-        let now = Timestamp::now();
+    fn create_locked(
+        &self,
+        key: &StorageKey,
+        record: &Record,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
         let old = self.read(key).unwrap_or(None);
         if old.as_ref().is_some_and(|s| s.is_live(now)) {
             return Err(StoreError::Conflict);
@@ -308,18 +312,20 @@ impl Inner {
 
 #[async_trait]
 impl SessionStore for FileStore {
-    async fn create(&self, key: &StorageKey, record: &Record) -> Result<(), StoreError> {
+    async fn create(
+        &self,
+        key: &StorageKey,
+        record: &Record,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
         let (key, record) = (*key, record.clone());
-        self.run(move |s| s.create(&key, &record)).await
+        self.run(move |s| s.create(&key, &record, now)).await
     }
 
-    async fn load(&self, key: &StorageKey) -> Result<Option<Record>, StoreError> {
+    async fn load(&self, key: &StorageKey, now: Timestamp) -> Result<Option<Record>, StoreError> {
         let key = *key;
-        self.run(move |s| {
-            Ok(s.read_live(&key, Timestamp::now())?
-                .map(Stored::into_record))
-        })
-        .await
+        self.run(move |s| Ok(s.read_live(&key, now)?.map(Stored::into_record)))
+            .await
     }
 
     async fn save(
@@ -327,11 +333,12 @@ impl SessionStore for FileStore {
         key: &StorageKey,
         record: &Record,
         expected_version: u64,
+        now: Timestamp,
     ) -> Result<(), StoreError> {
         let (key, record) = (*key, record.clone());
         self.run(move |s| {
             let _lock = s.lock(&key)?;
-            let Some(current) = s.read_live(&key, Timestamp::now())? else {
+            let Some(current) = s.read_live(&key, now)? else {
                 return Err(StoreError::NotFound);
             };
             if current.record.version != expected_version {
@@ -350,11 +357,16 @@ impl SessionStore for FileStore {
         .await
     }
 
-    async fn touch(&self, key: &StorageKey, idle_deadline: Timestamp) -> Result<(), StoreError> {
+    async fn touch(
+        &self,
+        key: &StorageKey,
+        idle_deadline: Timestamp,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
         let key = *key;
         self.run(move |s| {
             let _lock = s.lock(&key)?;
-            let Some(current) = s.read_live(&key, Timestamp::now())? else {
+            let Some(current) = s.read_live(&key, now)? else {
                 return Err(StoreError::NotFound);
             };
             // Same record bytes, new deadline header.
@@ -363,7 +375,7 @@ impl SessionStore for FileStore {
         .await
     }
 
-    async fn delete(&self, key: &StorageKey) -> Result<(), StoreError> {
+    async fn delete(&self, key: &StorageKey, _now: Timestamp) -> Result<(), StoreError> {
         let key = *key;
         self.run(move |s| {
             let _lock = s.lock(&key)?;
@@ -378,6 +390,7 @@ impl SessionStore for FileStore {
         old_key: &StorageKey,
         new_key: &StorageKey,
         record: &Record,
+        now: Timestamp,
     ) -> Result<(), StoreError> {
         let (old_key, new_key, record) = (*old_key, *new_key, record.clone());
         self.run(move |s| {
@@ -386,20 +399,23 @@ impl SessionStore for FileStore {
             // S28: only a live record moves; a deleted or expired one is not
             // filed under a new key. Under both locks no `delete` of the old
             // key can come between this check and the removal below.
-            let Some(old) = s.read_live(&old_key, Timestamp::now())? else {
+            let Some(old) = s.read_live(&old_key, now)? else {
                 return Err(StoreError::NotFound);
             };
             // The new record exists before the old is gone.
-            s.create_locked(&new_key, &record)?;
+            s.create_locked(&new_key, &record, now)?;
             s.remove(&old_key, Some(&old))
         })
         .await
     }
 
-    async fn list_by_user(&self, user: &str) -> Result<Vec<UserSession>, StoreError> {
+    async fn list_by_user(
+        &self,
+        user: &str,
+        now: Timestamp,
+    ) -> Result<Vec<UserSession>, StoreError> {
         let user = user.to_owned();
         self.run(move |s| {
-            let now = Timestamp::now();
             let mut out = Vec::new();
             for key in s.indexed_keys(&user)? {
                 match s.read_live(&key, now) {
@@ -424,13 +440,13 @@ impl SessionStore for FileStore {
         &self,
         user: &str,
         except: Option<&StorageKey>,
+        now: Timestamp,
     ) -> Result<u64, StoreError> {
         let (user, except) = (user.to_owned(), except.copied());
         self.run(move |s| {
             // Rotations into this user's sessions wait: a finished one has
             // indexed its new key, which the listing below then finds.
             let _user_lock = s.user_lock(&user)?;
-            let now = Timestamp::now();
             let mut n = 0;
             for key in s.indexed_keys(&user)? {
                 if Some(key) == except {
@@ -457,9 +473,8 @@ impl SessionStore for FileStore {
         true
     }
 
-    async fn delete_expired(&self) -> Result<u64, StoreError> {
+    async fn delete_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
         self.run(move |s| {
-            let now = Timestamp::now();
             let mut n = 0;
             for entry in fs::read_dir(s.root.join("sessions")).map_err(io)? {
                 let name = entry.map_err(io)?.file_name();

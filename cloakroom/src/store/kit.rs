@@ -21,12 +21,6 @@ pub(crate) fn sql_millis(t: Timestamp) -> i64 {
     i64::try_from(t.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// The wall clock as [`sql_millis`].
-#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
-pub(crate) fn sql_now() -> i64 {
-    sql_millis(Timestamp::now())
-}
-
 /// A `BIGINT` column back as a time (negative values, which cloakroom never
 /// writes, read as the epoch).
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
@@ -38,12 +32,6 @@ pub(crate) fn from_sql_millis(ms: i64) -> Timestamp {
 #[cfg(feature = "redis")]
 pub(crate) fn lua_millis(t: Timestamp) -> u64 {
     t.as_millis().min(LUA_MAX_MS)
-}
-
-/// The wall clock as [`lua_millis`].
-#[cfg(feature = "redis")]
-pub(crate) fn lua_now() -> u64 {
-    lua_millis(Timestamp::now())
 }
 
 /// Decodes a stored record and overlays the idle deadline stored beside

@@ -30,9 +30,8 @@ const INDEX_SHARDS: usize = 16;
 ///
 /// Two bounds hold at once, each spread evenly over the shards:
 ///
-/// * at most [`with_max_sessions`](Self::with_max_sessions) records
-///   (default one million), and
-/// * at most [`with_max_bytes`](Self::with_max_bytes) bytes of encoded
+/// * at most `max_sessions` records (default one million), and
+/// * at most `max_bytes` bytes of encoded
 ///   records (default 256 MiB): the sum of [`Record::encoded_len`] over the
 ///   records held, so a client parking large records pushes out other
 ///   records instead of growing memory.
@@ -60,9 +59,8 @@ const INDEX_SHARDS: usize = 16;
 ///
 /// ```
 /// use cloakroom::store::MemoryStore;
-/// let store = MemoryStore::new()
-///     .with_max_sessions(10_000)
-///     .with_max_bytes(64 << 20);
+/// // Both bounds are set when the store is made (see `with_limits`).
+/// let store = MemoryStore::with_limits(10_000, 64 << 20);
 /// ```
 #[derive(Clone)]
 pub struct MemoryStore {
@@ -147,9 +145,10 @@ impl std::fmt::Debug for MemoryStore {
 }
 
 impl MemoryStore {
-    /// Default [`MemoryStore::with_max_sessions`].
+    /// Default session bound of [`MemoryStore::new`].
     pub const DEFAULT_MAX_SESSIONS: usize = 1_000_000;
-    /// Default [`MemoryStore::with_max_bytes`]: 256 MiB of encoded records.
+    /// Default byte bound of [`MemoryStore::new`]: 256 MiB of encoded
+    /// records.
     pub const DEFAULT_MAX_BYTES: usize = 256 << 20;
 
     /// An empty store holding at most one million sessions and 256 MiB of
@@ -159,28 +158,19 @@ impl MemoryStore {
         Self::with_limits(Self::DEFAULT_MAX_SESSIONS, Self::DEFAULT_MAX_BYTES)
     }
 
-    /// Sets the most sessions kept (rounded up to a multiple of 64, at
-    /// least 64); see the eviction rule in the type's docs. Keeps the byte
-    /// bound. **Replaces the store's contents** with an empty store: call it
-    /// while building.
-    #[must_use]
-    pub fn with_max_sessions(self, max: usize) -> Self {
-        Self::with_limits(max, self.max_bytes())
-    }
-
-    /// Sets the most bytes of encoded records kept (default 256 MiB),
-    /// rounded up to a multiple of 64 and to at least 64 MiB: each of the
-    /// 64 shards must be able to hold the largest record
-    /// ([`MAX_RECORD_BYTES`], 1 MiB). See the eviction rule in the type's
-    /// docs. Keeps the session bound. **Replaces the store's contents** with
-    /// an empty store: call it while building.
+    /// An empty store holding at most `max_sessions` records (rounded up to
+    /// a multiple of 64, at least 64) and `max_bytes` bytes of encoded
+    /// records (rounded up to a multiple of 64 and to at least 64 MiB: each
+    /// of the 64 shards must be able to hold the largest record,
+    /// [`MAX_RECORD_BYTES`], 1 MiB). See the eviction rule in the type's
+    /// docs.
     ///
     /// A record larger than one shard's share (only possible above
     /// [`MAX_RECORD_BYTES`], which no store can load back) is refused by
     /// `create` and `save` with [`StoreError::TooLarge`].
     #[must_use]
-    pub fn with_max_bytes(self, max: usize) -> Self {
-        Self::with_limits(self.max_sessions(), max)
+    pub fn with_limits(max_sessions: usize, max_bytes: usize) -> Self {
+        Self::bounded(max_sessions, max_bytes)
     }
 
     /// The session bound in force (after rounding).
@@ -195,7 +185,7 @@ impl MemoryStore {
         self.inner.limits.bytes.saturating_mul(SHARDS)
     }
 
-    fn with_limits(max_sessions: usize, max_bytes: usize) -> Self {
+    fn bounded(max_sessions: usize, max_bytes: usize) -> Self {
         let limits = Limits {
             entries: max_sessions.div_ceil(SHARDS).max(1),
             bytes: max_bytes.div_ceil(SHARDS).max(MAX_RECORD_BYTES),
@@ -228,8 +218,8 @@ impl MemoryStore {
         self.len() == 0
     }
 
-    /// Sum of the encoded sizes of the records held: what
-    /// [`with_max_bytes`](Self::with_max_bytes) bounds.
+    /// Sum of the encoded sizes of the records held: what the byte bound
+    /// of [`with_limits`](Self::with_limits) bounds.
     #[must_use]
     pub fn encoded_bytes(&self) -> usize {
         self.inner.shards.iter().map(|s| read(s).bytes()).sum()
@@ -324,8 +314,12 @@ impl Inner {
 
 #[async_trait]
 impl SessionStore for MemoryStore {
-    async fn create(&self, key: &StorageKey, record: &Record) -> Result<(), StoreError> {
-        let now = Timestamp::now();
+    async fn create(
+        &self,
+        key: &StorageKey,
+        record: &Record,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
         let entry = Entry::new(record);
         self.inner.limits.check_record(&entry)?;
         let mut gone = Vec::new();
@@ -354,8 +348,7 @@ impl SessionStore for MemoryStore {
         Ok(())
     }
 
-    async fn load(&self, key: &StorageKey) -> Result<Option<Record>, StoreError> {
-        let now = Timestamp::now();
+    async fn load(&self, key: &StorageKey, now: Timestamp) -> Result<Option<Record>, StoreError> {
         {
             let shard = read(self.inner.shard(key));
             match shard.get(key) {
@@ -365,7 +358,7 @@ impl SessionStore for MemoryStore {
             }
         }
         // Expired: drop it now rather than wait for the reaper.
-        self.delete(key).await?;
+        self.delete(key, now).await?;
         Ok(None)
     }
 
@@ -374,8 +367,8 @@ impl SessionStore for MemoryStore {
         key: &StorageKey,
         record: &Record,
         expected_version: u64,
+        now: Timestamp,
     ) -> Result<(), StoreError> {
-        let now = Timestamp::now();
         let entry = Entry::new(record);
         self.inner.limits.check_record(&entry)?;
         let mut gone = Vec::new();
@@ -410,8 +403,12 @@ impl SessionStore for MemoryStore {
         Ok(())
     }
 
-    async fn touch(&self, key: &StorageKey, idle_deadline: Timestamp) -> Result<(), StoreError> {
-        let now = Timestamp::now();
+    async fn touch(
+        &self,
+        key: &StorageKey,
+        idle_deadline: Timestamp,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
         let mut shard = write(self.inner.shard(key));
         match shard.get_mut(key) {
             Some(e) if e.is_live(now) => {
@@ -422,7 +419,7 @@ impl SessionStore for MemoryStore {
         }
     }
 
-    async fn delete(&self, key: &StorageKey) -> Result<(), StoreError> {
+    async fn delete(&self, key: &StorageKey, _now: Timestamp) -> Result<(), StoreError> {
         let removed = write(self.inner.shard(key)).remove(key);
         if let Some(Entry { user: Some(u), .. }) = removed {
             self.inner.index_remove(&u, key);
@@ -435,8 +432,8 @@ impl SessionStore for MemoryStore {
         old_key: &StorageKey,
         new_key: &StorageKey,
         record: &Record,
+        now: Timestamp,
     ) -> Result<(), StoreError> {
-        let now = Timestamp::now();
         let entry = Entry::new(record);
         self.inner.limits.check_record(&entry)?;
         let mut gone = Vec::new();
@@ -510,8 +507,11 @@ impl SessionStore for MemoryStore {
         Ok(())
     }
 
-    async fn list_by_user(&self, user: &str) -> Result<Vec<UserSession>, StoreError> {
-        let now = Timestamp::now();
+    async fn list_by_user(
+        &self,
+        user: &str,
+        now: Timestamp,
+    ) -> Result<Vec<UserSession>, StoreError> {
         let mut out = Vec::new();
         for key in self.inner.index_keys(user) {
             let found = {
@@ -537,10 +537,10 @@ impl SessionStore for MemoryStore {
         &self,
         user: &str,
         except: Option<&StorageKey>,
+        now: Timestamp,
     ) -> Result<u64, StoreError> {
         // Rotations into this user's sessions wait (see `rotate`).
         let _user_op = self.inner.user_op(user);
-        let now = Timestamp::now();
         let mut n = 0;
         for key in self.inner.index_keys(user) {
             if Some(&key) == except {
@@ -561,8 +561,7 @@ impl SessionStore for MemoryStore {
         Ok(n)
     }
 
-    async fn delete_expired(&self) -> Result<u64, StoreError> {
-        let now = Timestamp::now();
+    async fn delete_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
         let mut n = 0u64;
         for shard in &self.inner.shards {
             let mut gone = Vec::new();
@@ -601,17 +600,21 @@ mod tests {
 
     #[tokio::test]
     async fn bounded_and_evicts_anonymous_first() {
-        let store = MemoryStore::new().with_max_sessions(256);
+        let store = MemoryStore::with_limits(256, MemoryStore::DEFAULT_MAX_BYTES);
         // One signed-in session, then a flood of anonymous ones.
         let signed = SessionId::generate().storage_key();
         store
-            .create(&signed, &rec(Some("alice"), Duration::from_secs(60)))
+            .create(
+                &signed,
+                &rec(Some("alice"), Duration::from_secs(60)),
+                Timestamp::now(),
+            )
             .await
             .unwrap();
         for _ in 0..5_000 {
             let k = SessionId::generate().storage_key();
             store
-                .create(&k, &rec(None, Duration::from_secs(600)))
+                .create(&k, &rec(None, Duration::from_secs(600)), Timestamp::now())
                 .await
                 .unwrap();
         }
@@ -621,7 +624,20 @@ mod tests {
             store.len()
         );
         // The signed-in session survives although it expires soonest.
-        assert!(store.load(&signed).await.unwrap().is_some());
-        assert_eq!(store.list_by_user("alice").await.unwrap().len(), 1);
+        assert!(
+            store
+                .load(&signed, Timestamp::now())
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert_eq!(
+            store
+                .list_by_user("alice", Timestamp::now())
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
     }
 }

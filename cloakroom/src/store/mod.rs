@@ -31,6 +31,17 @@
 //! * The per-user index behind [`list_by_user`](SessionStore::list_by_user)
 //!   and [`delete_by_user`](SessionStore::delete_by_user) loses its entries
 //!   together with their sessions.
+//!
+//! # Time
+//!
+//! Every operation takes `now`, the caller's reading of its
+//! [`Clock`](crate::Clock), taken just before the call. A store decides
+//! liveness by that reading alone (and stamps anything it writes for its
+//! own bookkeeping with it) and never reads a clock itself, so the clock the
+//! session layer is configured with governs every expiry decision (a
+//! `MockClock` in tests, feature `test-util`). Native
+//! backend expiry (Redis `PEXPIREAT`, a TTL index) is set from the record's
+//! absolute deadlines and only frees space: it never makes a record live.
 
 use std::sync::Arc;
 
@@ -276,16 +287,21 @@ pub trait SessionStore: Send + Sync + 'static {
     ///
     /// [`StoreError::Conflict`] if a live record exists under `key`; a
     /// backend failure otherwise.
-    async fn create(&self, key: &StorageKey, record: &Record) -> Result<(), StoreError>;
+    async fn create(
+        &self,
+        key: &StorageKey,
+        record: &Record,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
 
     /// The live record under `key`, or `None` if there is none or it has
-    /// expired by the wall clock.
+    /// expired by `now`.
     ///
     /// # Errors
     ///
     /// A backend failure; [`StoreError::Corrupt`] if the stored bytes cannot
     /// be decoded.
-    async fn load(&self, key: &StorageKey) -> Result<Option<Record>, StoreError>;
+    async fn load(&self, key: &StorageKey, now: Timestamp) -> Result<Option<Record>, StoreError>;
 
     /// Replaces the record under `key` with `record` only if the stored
     /// version equals `expected_version`. The caller has already set
@@ -301,6 +317,7 @@ pub trait SessionStore: Send + Sync + 'static {
         key: &StorageKey,
         record: &Record,
         expected_version: u64,
+        now: Timestamp,
     ) -> Result<(), StoreError>;
 
     /// Moves the idle deadline of the record under `key` to `idle_deadline`,
@@ -310,7 +327,12 @@ pub trait SessionStore: Send + Sync + 'static {
     ///
     /// [`StoreError::NotFound`] if there is no live record, or a backend
     /// failure.
-    async fn touch(&self, key: &StorageKey, idle_deadline: Timestamp) -> Result<(), StoreError>;
+    async fn touch(
+        &self,
+        key: &StorageKey,
+        idle_deadline: Timestamp,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
 
     /// Deletes the record under `key` and its index entry. Deleting a
     /// missing record succeeds.
@@ -318,7 +340,7 @@ pub trait SessionStore: Send + Sync + 'static {
     /// # Errors
     ///
     /// A backend failure.
-    async fn delete(&self, key: &StorageKey) -> Result<(), StoreError>;
+    async fn delete(&self, key: &StorageKey, now: Timestamp) -> Result<(), StoreError>;
 
     /// Files `record` under `new_key` and deletes the record under
     /// `old_key`, which must be live; the new record exists before the old
@@ -341,6 +363,7 @@ pub trait SessionStore: Send + Sync + 'static {
         old_key: &StorageKey,
         new_key: &StorageKey,
         record: &Record,
+        now: Timestamp,
     ) -> Result<(), StoreError>;
 
     /// The live sessions whose [`Record::user`] is `user`.
@@ -348,7 +371,11 @@ pub trait SessionStore: Send + Sync + 'static {
     /// # Errors
     ///
     /// A backend failure.
-    async fn list_by_user(&self, user: &str) -> Result<Vec<UserSession>, StoreError>;
+    async fn list_by_user(
+        &self,
+        user: &str,
+        now: Timestamp,
+    ) -> Result<Vec<UserSession>, StoreError>;
 
     /// Deletes every session of `user` except the one under `except`;
     /// returns how many were deleted.
@@ -360,6 +387,7 @@ pub trait SessionStore: Send + Sync + 'static {
         &self,
         user: &str,
         except: Option<&StorageKey>,
+        now: Timestamp,
     ) -> Result<u64, StoreError>;
 
     /// Whether a record, once written, survives a restart of the backend and
@@ -381,54 +409,71 @@ pub trait SessionStore: Send + Sync + 'static {
     /// # Errors
     ///
     /// A backend failure.
-    async fn delete_expired(&self) -> Result<u64, StoreError>;
+    async fn delete_expired(&self, now: Timestamp) -> Result<u64, StoreError>;
 }
 
 #[async_trait]
 impl<S: SessionStore + ?Sized> SessionStore for Arc<S> {
-    async fn create(&self, key: &StorageKey, record: &Record) -> Result<(), StoreError> {
-        (**self).create(key, record).await
+    async fn create(
+        &self,
+        key: &StorageKey,
+        record: &Record,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        (**self).create(key, record, now).await
     }
-    async fn load(&self, key: &StorageKey) -> Result<Option<Record>, StoreError> {
-        (**self).load(key).await
+    async fn load(&self, key: &StorageKey, now: Timestamp) -> Result<Option<Record>, StoreError> {
+        (**self).load(key, now).await
     }
     async fn save(
         &self,
         key: &StorageKey,
         record: &Record,
         expected_version: u64,
+        now: Timestamp,
     ) -> Result<(), StoreError> {
-        (**self).save(key, record, expected_version).await
+        (**self).save(key, record, expected_version, now).await
     }
-    async fn touch(&self, key: &StorageKey, idle_deadline: Timestamp) -> Result<(), StoreError> {
-        (**self).touch(key, idle_deadline).await
+    async fn touch(
+        &self,
+        key: &StorageKey,
+        idle_deadline: Timestamp,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        (**self).touch(key, idle_deadline, now).await
     }
-    async fn delete(&self, key: &StorageKey) -> Result<(), StoreError> {
-        (**self).delete(key).await
+    async fn delete(&self, key: &StorageKey, now: Timestamp) -> Result<(), StoreError> {
+        (**self).delete(key, now).await
     }
     async fn rotate(
         &self,
         old_key: &StorageKey,
         new_key: &StorageKey,
         record: &Record,
+        now: Timestamp,
     ) -> Result<(), StoreError> {
-        (**self).rotate(old_key, new_key, record).await
+        (**self).rotate(old_key, new_key, record, now).await
     }
-    async fn list_by_user(&self, user: &str) -> Result<Vec<UserSession>, StoreError> {
-        (**self).list_by_user(user).await
+    async fn list_by_user(
+        &self,
+        user: &str,
+        now: Timestamp,
+    ) -> Result<Vec<UserSession>, StoreError> {
+        (**self).list_by_user(user, now).await
     }
     async fn delete_by_user(
         &self,
         user: &str,
         except: Option<&StorageKey>,
+        now: Timestamp,
     ) -> Result<u64, StoreError> {
-        (**self).delete_by_user(user, except).await
+        (**self).delete_by_user(user, except, now).await
     }
     fn is_durable(&self) -> bool {
         (**self).is_durable()
     }
-    async fn delete_expired(&self) -> Result<u64, StoreError> {
-        (**self).delete_expired().await
+    async fn delete_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
+        (**self).delete_expired(now).await
     }
 }
 

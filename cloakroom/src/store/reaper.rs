@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::expiry::{Clock, SystemClock};
 use crate::store::SessionStore;
 
 /// A running reaper; stops when dropped (or with [`Reaper::stop`]).
@@ -28,7 +29,9 @@ impl Drop for Reaper {
 ///
 /// Runs are jittered by up to ±10% so that many instances sharing one
 /// database do not reap in lockstep, and never overlap: the next wait starts
-/// when a run ends. Failures are logged and retried at the next run; the
+/// when a run ends. It judges expiry by the system clock; to reap by
+/// another [`Clock`], call `delete_expired(clock.now())` on your own
+/// schedule instead. Failures are logged and retried at the next run; the
 /// request path never waits for the reaper.
 ///
 /// # Panics
@@ -39,7 +42,7 @@ pub fn spawn_reaper<S: SessionStore + ?Sized>(store: Arc<S>, interval: Duration)
         loop {
             tokio::time::sleep(jittered(interval)).await;
             let started = std::time::Instant::now();
-            match store.delete_expired().await {
+            match store.delete_expired(SystemClock.now()).await {
                 Ok(n) => {
                     metrics::counter!("cloakroom_reaped_total").increment(n);
                     tracing::debug!(

@@ -210,71 +210,88 @@ impl<S> TestStore<S> {
 
 #[async_trait]
 impl<S: SessionStore> SessionStore for TestStore<S> {
-    async fn create(&self, key: &StorageKey, record: &Record) -> Result<(), StoreError> {
+    async fn create(
+        &self,
+        key: &StorageKey,
+        record: &Record,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
         self.enter(true)?;
-        self.inner.create(key, record).await
+        self.inner.create(key, record, now).await
     }
-    async fn load(&self, key: &StorageKey) -> Result<Option<Record>, StoreError> {
+    async fn load(&self, key: &StorageKey, now: Timestamp) -> Result<Option<Record>, StoreError> {
         self.enter(false)?;
         if self.loads_down.load(Ordering::SeqCst) {
             return Err(StoreError::unavailable("test store: loads are down"));
         }
-        self.inner.load(key).await
+        self.inner.load(key, now).await
     }
     async fn save(
         &self,
         key: &StorageKey,
         record: &Record,
         expected: u64,
+        now: Timestamp,
     ) -> Result<(), StoreError> {
         self.enter(true)?;
         let delay = self.save_delay_ms.load(Ordering::SeqCst);
         if delay > 0 {
             tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
         }
-        self.inner.save(key, record, expected).await
+        self.inner.save(key, record, expected, now).await
     }
-    async fn touch(&self, key: &StorageKey, idle: Timestamp) -> Result<(), StoreError> {
+    async fn touch(
+        &self,
+        key: &StorageKey,
+        idle: Timestamp,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
         self.enter(true)?;
-        self.inner.touch(key, idle).await
+        self.inner.touch(key, idle, now).await
     }
-    async fn delete(&self, key: &StorageKey) -> Result<(), StoreError> {
+    async fn delete(&self, key: &StorageKey, now: Timestamp) -> Result<(), StoreError> {
         self.enter(true)?;
         if self.deletes_down.load(Ordering::SeqCst) {
             return Err(StoreError::unavailable("test store: deletes are down"));
         }
-        self.inner.delete(key).await
+        self.inner.delete(key, now).await
     }
     async fn rotate(
         &self,
         old: &StorageKey,
         new: &StorageKey,
         record: &Record,
+        now: Timestamp,
     ) -> Result<(), StoreError> {
         self.enter(true)?;
-        self.inner.rotate(old, new, record).await
+        self.inner.rotate(old, new, record, now).await
     }
-    async fn list_by_user(&self, user: &str) -> Result<Vec<UserSession>, StoreError> {
+    async fn list_by_user(
+        &self,
+        user: &str,
+        now: Timestamp,
+    ) -> Result<Vec<UserSession>, StoreError> {
         self.enter(false)?;
-        self.inner.list_by_user(user).await
+        self.inner.list_by_user(user, now).await
     }
     async fn delete_by_user(
         &self,
         user: &str,
         except: Option<&StorageKey>,
+        now: Timestamp,
     ) -> Result<u64, StoreError> {
         self.enter(true)?;
         if self.deletes_down.load(Ordering::SeqCst) {
             return Err(StoreError::unavailable("test store: deletes are down"));
         }
-        self.inner.delete_by_user(user, except).await
+        self.inner.delete_by_user(user, except, now).await
     }
     fn is_durable(&self) -> bool {
         self.inner.is_durable()
     }
-    async fn delete_expired(&self) -> Result<u64, StoreError> {
+    async fn delete_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
         self.enter(true)?;
-        self.inner.delete_expired().await
+        self.inner.delete_expired(now).await
     }
 }
 

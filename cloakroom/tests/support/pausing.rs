@@ -47,11 +47,16 @@ pub struct PausingStore {
 
 #[async_trait]
 impl SessionStore for PausingStore {
-    async fn create(&self, key: &StorageKey, record: &Record) -> Result<(), StoreError> {
-        self.inner.create(key, record).await
+    async fn create(
+        &self,
+        key: &StorageKey,
+        record: &Record,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.inner.create(key, record, now).await
     }
-    async fn load(&self, key: &StorageKey) -> Result<Option<Record>, StoreError> {
-        let answer = self.inner.load(key).await;
+    async fn load(&self, key: &StorageKey, now: Timestamp) -> Result<Option<Record>, StoreError> {
+        let answer = self.inner.load(key, now).await;
         self.load.point().await;
         answer
     }
@@ -60,25 +65,36 @@ impl SessionStore for PausingStore {
         key: &StorageKey,
         record: &Record,
         expected: u64,
+        now: Timestamp,
     ) -> Result<(), StoreError> {
-        self.inner.save(key, record, expected).await
+        self.inner.save(key, record, expected, now).await
     }
-    async fn touch(&self, key: &StorageKey, idle_deadline: Timestamp) -> Result<(), StoreError> {
-        self.inner.touch(key, idle_deadline).await
+    async fn touch(
+        &self,
+        key: &StorageKey,
+        idle_deadline: Timestamp,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.inner.touch(key, idle_deadline, now).await
     }
-    async fn delete(&self, key: &StorageKey) -> Result<(), StoreError> {
-        self.inner.delete(key).await
+    async fn delete(&self, key: &StorageKey, now: Timestamp) -> Result<(), StoreError> {
+        self.inner.delete(key, now).await
     }
     async fn rotate(
         &self,
         old: &StorageKey,
         new: &StorageKey,
         r: &Record,
+        now: Timestamp,
     ) -> Result<(), StoreError> {
-        self.inner.rotate(old, new, r).await
+        self.inner.rotate(old, new, r, now).await
     }
-    async fn list_by_user(&self, user: &str) -> Result<Vec<UserSession>, StoreError> {
-        let answer = self.inner.list_by_user(user).await;
+    async fn list_by_user(
+        &self,
+        user: &str,
+        now: Timestamp,
+    ) -> Result<Vec<UserSession>, StoreError> {
+        let answer = self.inner.list_by_user(user, now).await;
         self.list.point().await;
         answer
     }
@@ -86,10 +102,11 @@ impl SessionStore for PausingStore {
         &self,
         user: &str,
         except: Option<&StorageKey>,
+        now: Timestamp,
     ) -> Result<u64, StoreError> {
-        self.inner.delete_by_user(user, except).await
+        self.inner.delete_by_user(user, except, now).await
     }
-    async fn delete_expired(&self) -> Result<u64, StoreError> {
-        self.inner.delete_expired().await
+    async fn delete_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
+        self.inner.delete_expired(now).await
     }
 }

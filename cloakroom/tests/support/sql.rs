@@ -134,7 +134,7 @@ macro_rules! server_scenarios {
                 return;
             };
             let store = $store::from_pool(pool.clone()).await.unwrap();
-            $crate::support::sql::cancelled_reap_releases_the_lock(async || store.try_reap().await)
+            $crate::support::sql::cancelled_reap_releases_the_lock(async || store.try_reap(cloakroom::Timestamp::now()).await)
                 .await;
             pool.close().await;
             $drop(&name).await;
@@ -170,8 +170,11 @@ macro_rules! server_scenarios {
             fn send<T: Send>(_: T) {}
             send($store::connect($unreachable));
             send($store::from_pool(pool));
-            send(store.try_reap());
-            send(cloakroom::store::SessionStore::delete_expired(store));
+            send(store.try_reap(cloakroom::Timestamp::now()));
+            send(cloakroom::store::SessionStore::delete_expired(
+                store,
+                cloakroom::Timestamp::now(),
+            ));
         }
     };
 }
@@ -254,7 +257,7 @@ pub async fn dump_holds_no_session_id<R>(
     let key = id.storage_key();
     let mut rec = live_record(Some("s6-user"));
     rec.insert("note", "hello").unwrap();
-    store.create(&key, &rec).await.unwrap();
+    store.create(&key, &rec, Timestamp::now()).await.unwrap();
 
     let hex_id: String = id.as_bytes().iter().map(|b| format!("{b:02x}")).collect();
     let needles: [&[u8]; 3] = [
@@ -290,7 +293,7 @@ pub async fn dump_holds_no_session_id<R>(
             assert!(!contains(line.as_bytes(), needle));
         }
     }
-    store.delete(&key).await.unwrap();
+    store.delete(&key, Timestamp::now()).await.unwrap();
 }
 
 /// Two stores (two "instances") on one database see each other's writes
@@ -303,31 +306,50 @@ pub async fn two_instances_share_one_database(a: &impl SessionStore, b: &impl Se
     );
     let mut rec = live_record(Some(&user));
     rec.insert("n", &1u32).unwrap();
-    a.create(&key, &rec).await.unwrap();
+    a.create(&key, &rec, Timestamp::now()).await.unwrap();
     assert!(matches!(
-        b.create(&key, &rec).await,
+        b.create(&key, &rec, Timestamp::now()).await,
         Err(StoreError::Conflict)
     ));
 
-    let mut seen = b.load(&key).await.unwrap().expect("b sees a's create");
+    let mut seen = b
+        .load(&key, Timestamp::now())
+        .await
+        .unwrap()
+        .expect("b sees a's create");
     assert_eq!(seen.get::<u32>("n").unwrap(), Some(1));
     seen.insert("n", &2u32).unwrap();
     seen.version = 2;
-    b.save(&key, &seen, 1).await.unwrap();
-    let back = a.load(&key).await.unwrap().expect("a sees b's save");
+    b.save(&key, &seen, 1, Timestamp::now()).await.unwrap();
+    let back = a
+        .load(&key, Timestamp::now())
+        .await
+        .unwrap()
+        .expect("a sees b's save");
     assert_eq!(back.version, 2);
     assert_eq!(back.get::<u32>("n").unwrap(), Some(2));
     assert!(matches!(
-        a.save(&key, &rec, 1).await,
+        a.save(&key, &rec, 1, Timestamp::now()).await,
         Err(StoreError::VersionConflict)
     ));
-    assert_eq!(b.list_by_user(&user).await.unwrap().len(), 1);
+    assert_eq!(
+        b.list_by_user(&user, Timestamp::now()).await.unwrap().len(),
+        1
+    );
 
-    a.delete(&key).await.unwrap();
-    assert!(b.load(&key).await.unwrap().is_none(), "b sees a's delete");
-    assert!(b.list_by_user(&user).await.unwrap().is_empty());
+    a.delete(&key, Timestamp::now()).await.unwrap();
+    assert!(
+        b.load(&key, Timestamp::now()).await.unwrap().is_none(),
+        "b sees a's delete"
+    );
+    assert!(
+        b.list_by_user(&user, Timestamp::now())
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert!(matches!(
-        b.save(&key, &seen, 2).await,
+        b.save(&key, &seen, 2, Timestamp::now()).await,
         Err(StoreError::NotFound)
     ));
 }
@@ -342,17 +364,24 @@ pub async fn concurrent_reapers_share_the_work<S: SessionStore + Clone>(
     short.idle_deadline = Timestamp::now().saturating_add(Duration::from_millis(200));
     for _ in 0..50 {
         store
-            .create(&SessionId::generate().storage_key(), &short)
+            .create(
+                &SessionId::generate().storage_key(),
+                &short,
+                Timestamp::now(),
+            )
             .await
             .unwrap();
     }
     let live = SessionId::generate().storage_key();
-    store.create(&live, &live_record(None)).await.unwrap();
+    store
+        .create(&live, &live_record(None), Timestamp::now())
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(400)).await;
 
     let runs: Vec<_> = instances
         .into_iter()
-        .map(|s| tokio::spawn(async move { s.delete_expired().await }))
+        .map(|s| tokio::spawn(async move { s.delete_expired(Timestamp::now()).await }))
         .collect();
     let mut total = 0;
     for run in runs {
@@ -360,9 +389,9 @@ pub async fn concurrent_reapers_share_the_work<S: SessionStore + Clone>(
     }
     // Runs that found the lock taken report 0; a run that started after
     // another finished finds nothing left. Either way: 50 in all.
-    total += store.delete_expired().await.unwrap();
+    total += store.delete_expired(Timestamp::now()).await.unwrap();
     assert_eq!(total, 50);
-    assert!(store.load(&live).await.unwrap().is_some());
+    assert!(store.load(&live, Timestamp::now()).await.unwrap().is_some());
 }
 
 /// A start that cannot get the migration lock (held by `hold`, given back
@@ -397,16 +426,19 @@ pub async fn reaping_is_exclusive_and_batched<S: SessionStore, H>(
 ) {
     fill().await;
     let live = SessionId::generate().storage_key();
-    store.create(&live, &live_record(None)).await.unwrap();
+    store
+        .create(&live, &live_record(None), Timestamp::now())
+        .await
+        .unwrap();
 
     let holder = hold().await;
     assert_eq!(try_reap().await.unwrap(), None);
-    assert_eq!(store.delete_expired().await.unwrap(), 0);
+    assert_eq!(store.delete_expired(Timestamp::now()).await.unwrap(), 0);
     release(holder).await;
 
     assert_eq!(try_reap().await.unwrap(), Some(2500));
-    assert_eq!(store.delete_expired().await.unwrap(), 0);
-    assert!(store.load(&live).await.unwrap().is_some());
+    assert_eq!(store.delete_expired(Timestamp::now()).await.unwrap(), 0);
+    assert!(store.load(&live, Timestamp::now()).await.unwrap().is_some());
     // The lock was released: a new holder can take it.
     assert_eq!(try_reap().await.unwrap(), Some(0));
 }
@@ -443,20 +475,20 @@ pub async fn touch_is_capped_by_the_absolute_deadline(
     let key = SessionId::generate().storage_key();
     let mut rec = live_record(None);
     rec.absolute_deadline = Timestamp::now().saturating_add(Duration::from_secs(5));
-    store.create(&key, &rec).await.unwrap();
+    store.create(&key, &rec, Timestamp::now()).await.unwrap();
     let far = Timestamp::now().saturating_add(Duration::from_secs(3600));
-    store.touch(&key, far).await.unwrap();
-    store.touch(&key, far).await.unwrap();
+    store.touch(&key, far, Timestamp::now()).await.unwrap();
+    store.touch(&key, far, Timestamp::now()).await.unwrap();
     let stored = u64::try_from(expires_at(&key).await).unwrap();
     assert_eq!(stored, rec.absolute_deadline.as_millis());
     let left = rec.absolute_deadline.since(Timestamp::now());
     tokio::time::sleep(left + Duration::from_millis(300)).await;
-    assert!(store.load(&key).await.unwrap().is_none());
+    assert!(store.load(&key, Timestamp::now()).await.unwrap().is_none());
     assert!(matches!(
-        store.touch(&key, far).await,
+        store.touch(&key, far, Timestamp::now()).await,
         Err(StoreError::NotFound)
     ));
-    store.delete(&key).await.unwrap();
+    store.delete(&key, Timestamp::now()).await.unwrap();
 }
 
 /// Principals are compared exactly: no collation folds case, accents or
@@ -474,21 +506,37 @@ pub async fn unusual_users_round_trip(store: &impl SessionStore) {
     let mut keys = Vec::new();
     for user in &users {
         let key = SessionId::generate().storage_key();
-        store.create(&key, &live_record(Some(user))).await.unwrap();
+        store
+            .create(&key, &live_record(Some(user)), Timestamp::now())
+            .await
+            .unwrap();
         keys.push(key);
     }
     for (user, key) in users.iter().zip(&keys) {
-        let listed = store.list_by_user(user).await.unwrap();
+        let listed = store.list_by_user(user, Timestamp::now()).await.unwrap();
         assert_eq!(listed.len(), 1, "user {:?}", &user[..user.len().min(20)]);
         assert_eq!(listed[0].key, *key);
         assert_eq!(listed[0].record.user.as_deref(), Some(user.as_str()));
     }
-    assert_eq!(store.delete_by_user(&users[3], None).await.unwrap(), 1);
+    assert_eq!(
+        store
+            .delete_by_user(&users[3], None, Timestamp::now())
+            .await
+            .unwrap(),
+        1
+    );
     for user in [&users[2], &users[4], &users[5]] {
-        assert_eq!(store.list_by_user(user).await.unwrap().len(), 1);
+        assert_eq!(
+            store
+                .list_by_user(user, Timestamp::now())
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
     }
     for key in &keys {
-        store.delete(key).await.unwrap();
+        store.delete(key, Timestamp::now()).await.unwrap();
     }
 }
 
@@ -497,23 +545,32 @@ pub async fn expired_rows_are_replaced(store: &impl SessionStore) {
     let key = SessionId::generate().storage_key();
     let mut old = live_record(None);
     old.idle_deadline = Timestamp::now().saturating_add(Duration::from_millis(300));
-    store.create(&key, &old).await.unwrap();
+    store.create(&key, &old, Timestamp::now()).await.unwrap();
     let other = SessionId::generate().storage_key();
-    store.create(&other, &old).await.unwrap();
+    store.create(&other, &old, Timestamp::now()).await.unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut fresh = live_record(None);
     fresh.insert("v", "new").unwrap();
-    store.create(&key, &fresh).await.unwrap();
-    let back = store.load(&key).await.unwrap().unwrap();
+    store.create(&key, &fresh, Timestamp::now()).await.unwrap();
+    let back = store.load(&key, Timestamp::now()).await.unwrap().unwrap();
     assert_eq!(back.get::<String>("v").unwrap().as_deref(), Some("new"));
 
     let from = SessionId::generate().storage_key();
-    store.create(&from, &fresh).await.unwrap();
-    store.rotate(&from, &other, &fresh).await.unwrap();
-    assert!(store.load(&from).await.unwrap().is_none());
-    assert!(store.load(&other).await.unwrap().is_some());
+    store.create(&from, &fresh, Timestamp::now()).await.unwrap();
+    store
+        .rotate(&from, &other, &fresh, Timestamp::now())
+        .await
+        .unwrap();
+    assert!(store.load(&from, Timestamp::now()).await.unwrap().is_none());
+    assert!(
+        store
+            .load(&other, Timestamp::now())
+            .await
+            .unwrap()
+            .is_some()
+    );
     for k in [key, other] {
-        store.delete(&k).await.unwrap();
+        store.delete(&k, Timestamp::now()).await.unwrap();
     }
 }
 
@@ -524,13 +581,16 @@ pub async fn undecodable_record_is_corrupt(
     spoil: impl AsyncFnOnce(&StorageKey),
 ) {
     let key = SessionId::generate().storage_key();
-    store.create(&key, &live_record(None)).await.unwrap();
+    store
+        .create(&key, &live_record(None), Timestamp::now())
+        .await
+        .unwrap();
     spoil(&key).await;
     assert!(matches!(
-        store.load(&key).await,
+        store.load(&key, Timestamp::now()).await,
         Err(StoreError::Corrupt(_))
     ));
-    store.delete(&key).await.unwrap();
+    store.delete(&key, Timestamp::now()).await.unwrap();
 }
 
 /// An unreachable server is `Unavailable`, promptly.

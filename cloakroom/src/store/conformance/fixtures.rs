@@ -8,6 +8,13 @@ use crate::id::{SessionId, StorageKey};
 use crate::record::Record;
 use crate::store::{SessionStore, StoreError};
 
+/// The time every scenario hands the store: the wall clock, since the
+/// backends' own expiry (Redis `PEXPIREAT`, memcached exptime) runs on it.
+/// `judged_by_the_callers_clock` moves it.
+pub(super) fn now() -> Timestamp {
+    Timestamp::now()
+}
+
 pub(super) fn fresh_key() -> StorageKey {
     SessionId::generate().storage_key()
 }
@@ -52,7 +59,7 @@ pub(super) async fn must_load<S: SessionStore + ?Sized>(
     key: &StorageKey,
     why: &str,
 ) -> Record {
-    match store.load(key).await {
+    match store.load(key, now()).await {
         Ok(Some(r)) => r,
         Ok(None) => panic!("{why}: load returned None for a live record"),
         Err(e) => panic!("{why}: load failed: {e}"),
@@ -64,7 +71,7 @@ pub(super) async fn must_be_absent<S: SessionStore + ?Sized>(
     key: &StorageKey,
     why: &str,
 ) {
-    match store.load(key).await {
+    match store.load(key, now()).await {
         Ok(None) => {}
         Ok(Some(_)) => panic!("{why}: load returned a record that must be gone"),
         Err(e) => panic!("{why}: load failed: {e}"),
@@ -79,7 +86,7 @@ pub(super) async fn create_for<S: SessionStore + ?Sized>(store: &S, user: &str) 
     let key = fresh_key();
     let mut rec = live_record();
     rec.user = Some(user.to_owned());
-    ok(store.create(&key, &rec).await, "create");
+    ok(store.create(&key, &rec, now()).await, "create");
     key
 }
 
@@ -93,7 +100,7 @@ pub(super) async fn listed_keys<S: SessionStore + ?Sized>(
     user: &str,
 ) -> Vec<StorageKey> {
     sorted(
-        ok(store.list_by_user(user).await, "list_by_user")
+        ok(store.list_by_user(user, now()).await, "list_by_user")
             .into_iter()
             .map(|s| s.key)
             .collect(),

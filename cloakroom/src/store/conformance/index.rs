@@ -17,7 +17,7 @@ pub async fn user_index_listing<S: SessionStore + ?Sized>(store: &S) {
     let theirs = create_for(store, &bob).await;
     let anonymous = fresh_key();
     ok(
-        store.create(&anonymous, &live_record()).await,
+        store.create(&anonymous, &live_record(), now()).await,
         "create anonymous",
     );
 
@@ -35,7 +35,7 @@ pub async fn user_index_listing<S: SessionStore + ?Sized>(store: &S) {
         listed_keys(store, &fresh_user()).await.is_empty(),
         "a stranger has no sessions"
     );
-    let listed = ok(store.list_by_user(&alice).await, "list_by_user");
+    let listed = ok(store.list_by_user(&alice, now()).await, "list_by_user");
     assert!(
         listed
             .iter()
@@ -43,7 +43,7 @@ pub async fn user_index_listing<S: SessionStore + ?Sized>(store: &S) {
         "listed records must carry their user"
     );
     for key in mine.iter().chain([&theirs, &anonymous]) {
-        ok(store.delete(key).await, "delete");
+        ok(store.delete(key, now()).await, "delete");
     }
 }
 
@@ -57,7 +57,7 @@ pub async fn user_index_delete_except<S: SessionStore + ?Sized>(store: &S) {
     let theirs = create_for(store, &bob).await;
 
     let n = ok(
-        store.delete_by_user(&alice, Some(&keep)).await,
+        store.delete_by_user(&alice, Some(&keep), now()).await,
         "delete_by_user",
     );
     assert_eq!(n, 2, "delete_by_user must report the sessions it deleted");
@@ -72,13 +72,13 @@ pub async fn user_index_delete_except<S: SessionStore + ?Sized>(store: &S) {
     );
 
     let n = ok(
-        store.delete_by_user(&alice, None).await,
+        store.delete_by_user(&alice, None, now()).await,
         "delete_by_user(None)",
     );
     assert_eq!(n, 1, "delete_by_user without exception deletes the rest");
     must_be_absent(store, &keep, "after delete_by_user(None)").await;
     assert!(listed_keys(store, &alice).await.is_empty());
-    ok(store.delete(&theirs).await, "delete");
+    ok(store.delete(&theirs, now()).await, "delete");
 }
 
 /// Index entries die with their sessions: delete, rotate, a change of user
@@ -88,7 +88,7 @@ pub async fn index_entries_die_with_sessions<S: SessionStore + ?Sized>(store: &S
     let bob = fresh_user();
 
     let deleted = create_for(store, &alice).await;
-    ok(store.delete(&deleted).await, "delete");
+    ok(store.delete(&deleted, now()).await, "delete");
     assert!(
         listed_keys(store, &alice).await.is_empty(),
         "a deleted session must leave the index"
@@ -101,7 +101,7 @@ pub async fn index_entries_die_with_sessions<S: SessionStore + ?Sized>(store: &S
     rec.user = Some(bob.clone());
     rec.version = expected + 1;
     ok(
-        store.save(&moved, &rec, expected).await,
+        store.save(&moved, &rec, expected, now()).await,
         "save with new user",
     );
     assert!(
@@ -118,27 +118,27 @@ pub async fn index_entries_die_with_sessions<S: SessionStore + ?Sized>(store: &S
     rec.user = None;
     rec.version += 1;
     ok(
-        store.save(&moved, &rec, expected + 1).await,
+        store.save(&moved, &rec, expected + 1, now()).await,
         "save signing out",
     );
     assert!(
         listed_keys(store, &bob).await.is_empty(),
         "signing out must leave the index"
     );
-    ok(store.delete(&moved).await, "delete");
+    ok(store.delete(&moved, now()).await, "delete");
 
     // An expired session is never listed nor deleted-by-user as live.
     let key = fresh_key();
     let mut rec = live_record();
     rec.user = Some(alice.clone());
     rec.idle_deadline = Timestamp::now().saturating_add(Duration::from_millis(1000));
-    ok(store.create(&key, &rec).await, "create short-lived");
+    ok(store.create(&key, &rec, now()).await, "create short-lived");
     tokio::time::sleep(Duration::from_millis(1600)).await;
     assert!(
         listed_keys(store, &alice).await.is_empty(),
         "an expired session must not be listed"
     );
-    let _ = store.delete_expired().await;
+    let _ = store.delete_expired(now()).await;
     assert!(
         listed_keys(store, &alice).await.is_empty(),
         "reaping must leave the index exact"

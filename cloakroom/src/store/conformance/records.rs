@@ -12,7 +12,7 @@ pub async fn create_then_load<S: SessionStore + ?Sized>(store: &S) {
     let mut rec = with_value(live_record(), "greeting", "hello");
     rec.user = Some(fresh_user());
     rec.device.user_agent = Some("conformance/1".into());
-    ok(store.create(&key, &rec).await, "create");
+    ok(store.create(&key, &rec, now()).await, "create");
     let back = must_load(store, &key, "create_then_load").await;
     assert_eq!(back.version, rec.version, "version must round-trip");
     assert_eq!(
@@ -34,7 +34,7 @@ pub async fn create_then_load<S: SessionStore + ?Sized>(store: &S) {
         "idle deadline must round-trip"
     );
     assert_eq!(back.device, rec.device, "device metadata must round-trip");
-    ok(store.delete(&key).await, "delete");
+    ok(store.delete(&key, now()).await, "delete");
 }
 
 /// S7: `create` on a taken key is `Conflict` and never overwrites.
@@ -42,12 +42,12 @@ pub async fn create_collision_is_conflict<S: SessionStore + ?Sized>(store: &S) {
     let key = fresh_key();
     ok(
         store
-            .create(&key, &with_value(live_record(), "owner", "first"))
+            .create(&key, &with_value(live_record(), "owner", "first"), now())
             .await,
         "create",
     );
     let second = store
-        .create(&key, &with_value(live_record(), "owner", "attacker"))
+        .create(&key, &with_value(live_record(), "owner", "attacker"), now())
         .await;
     assert!(
         matches!(second, Err(StoreError::Conflict)),
@@ -59,7 +59,7 @@ pub async fn create_collision_is_conflict<S: SessionStore + ?Sized>(store: &S) {
         Some("first"),
         "create must never overwrite"
     );
-    ok(store.delete(&key).await, "delete");
+    ok(store.delete(&key, now()).await, "delete");
 }
 
 /// Loading a key nobody created gives `None`, not an error.
@@ -71,7 +71,7 @@ pub async fn load_missing_is_none<S: SessionStore + ?Sized>(store: &S) {
 pub async fn never_loads_expired<S: SessionStore + ?Sized>(store: &S) {
     // Already past its idle deadline when created.
     let key = fresh_key();
-    let created = store.create(&key, &expired_record()).await;
+    let created = store.create(&key, &expired_record(), now()).await;
     assert!(
         created.is_ok(),
         "create of an expired record must not fail: {created:?}"
@@ -82,7 +82,7 @@ pub async fn never_loads_expired<S: SessionStore + ?Sized>(store: &S) {
     let key2 = fresh_key();
     let mut rec = live_record();
     rec.absolute_deadline = Timestamp::now().saturating_sub(Duration::from_secs(1));
-    let _ = store.create(&key2, &rec).await;
+    let _ = store.create(&key2, &rec, now()).await;
     must_be_absent(store, &key2, "record past its absolute deadline").await;
 
     // Live when created, expired a moment later.
@@ -91,7 +91,7 @@ pub async fn never_loads_expired<S: SessionStore + ?Sized>(store: &S) {
     // Three seconds leave room for a slow commit on a loaded machine and
     // for stores that keep expiry in whole seconds on a coarse clock.
     rec.idle_deadline = Timestamp::now().saturating_add(Duration::from_secs(3));
-    ok(store.create(&key3, &rec).await, "create short-lived");
+    ok(store.create(&key3, &rec, now()).await, "create short-lived");
     must_load(store, &key3, "short-lived record before its deadline").await;
     // Second-granular stores may keep an item up to a second past it.
     let left = rec.idle_deadline.since(Timestamp::now());
@@ -100,7 +100,7 @@ pub async fn never_loads_expired<S: SessionStore + ?Sized>(store: &S) {
     // And it cannot be revived by a save or a touch.
     let mut again = rec.clone();
     again.version = 2;
-    let saved = store.save(&key3, &again, 1).await;
+    let saved = store.save(&key3, &again, 1, now()).await;
     assert!(
         matches!(saved, Err(StoreError::NotFound)),
         "save of an expired record must be NotFound, got {saved:?}"
@@ -112,12 +112,12 @@ pub async fn never_loads_expired<S: SessionStore + ?Sized>(store: &S) {
 pub async fn save_compare_and_swap<S: SessionStore + ?Sized>(store: &S) {
     let key = fresh_key();
     let rec = with_value(live_record(), "n", "1");
-    ok(store.create(&key, &rec).await, "create");
+    ok(store.create(&key, &rec, now()).await, "create");
 
     let mut v2 = with_value(rec.clone(), "n", "2");
     v2.version = 2;
     ok(
-        store.save(&key, &v2, 1).await,
+        store.save(&key, &v2, 1, now()).await,
         "save with the current version",
     );
     let back = must_load(store, &key, "after save").await;
@@ -131,7 +131,7 @@ pub async fn save_compare_and_swap<S: SessionStore + ?Sized>(store: &S) {
     // A writer that still believes version 1 loses.
     let mut stale = with_value(rec, "n", "stale");
     stale.version = 2;
-    let r = store.save(&key, &stale, 1).await;
+    let r = store.save(&key, &stale, 1, now()).await;
     assert!(
         matches!(r, Err(StoreError::VersionConflict)),
         "stale save must be VersionConflict, got {r:?}"
@@ -142,18 +142,18 @@ pub async fn save_compare_and_swap<S: SessionStore + ?Sized>(store: &S) {
         Some("2"),
         "a conflicting save must change nothing"
     );
-    ok(store.delete(&key).await, "delete");
+    ok(store.delete(&key, now()).await, "delete");
 }
 
 /// S28: a save after a delete is `NotFound` and does not resurrect.
 pub async fn save_after_delete_is_not_found<S: SessionStore + ?Sized>(store: &S) {
     let key = fresh_key();
     let rec = live_record();
-    ok(store.create(&key, &rec).await, "create");
-    ok(store.delete(&key).await, "delete");
+    ok(store.create(&key, &rec, now()).await, "create");
+    ok(store.delete(&key, now()).await, "delete");
     let mut next = with_value(rec, "k", "v");
     next.version = 2;
-    let r = store.save(&key, &next, 1).await;
+    let r = store.save(&key, &next, 1, now()).await;
     assert!(
         matches!(r, Err(StoreError::NotFound)),
         "save after delete must be NotFound, got {r:?}"
@@ -161,7 +161,7 @@ pub async fn save_after_delete_is_not_found<S: SessionStore + ?Sized>(store: &S)
     must_be_absent(store, &key, "save after delete").await;
 
     let never = fresh_key();
-    let r = store.save(&never, &next, 1).await;
+    let r = store.save(&never, &next, 1, now()).await;
     assert!(
         matches!(r, Err(StoreError::NotFound)),
         "save of a never-created key must be NotFound, got {r:?}"
@@ -173,9 +173,9 @@ pub async fn save_after_delete_is_not_found<S: SessionStore + ?Sized>(store: &S)
 pub async fn touch_leaves_data<S: SessionStore + ?Sized>(store: &S) {
     let key = fresh_key();
     let rec = with_value(live_record(), "keep", "me");
-    ok(store.create(&key, &rec).await, "create");
+    ok(store.create(&key, &rec, now()).await, "create");
     let later = rec.idle_deadline.saturating_add(Duration::from_secs(600));
-    ok(store.touch(&key, later).await, "touch");
+    ok(store.touch(&key, later, now()).await, "touch");
     let back = must_load(store, &key, "after touch").await;
     assert_eq!(
         back.idle_deadline, later,
@@ -195,22 +195,22 @@ pub async fn touch_leaves_data<S: SessionStore + ?Sized>(store: &S) {
         "touch must not move the absolute deadline"
     );
 
-    let r = store.touch(&fresh_key(), later).await;
+    let r = store.touch(&fresh_key(), later, now()).await;
     assert!(
         matches!(r, Err(StoreError::NotFound)),
         "touch of a missing key must be NotFound, got {r:?}"
     );
-    ok(store.delete(&key).await, "delete");
+    ok(store.delete(&key, now()).await, "delete");
 }
 
 /// Deleting twice, or deleting what never existed, succeeds.
 pub async fn delete_is_idempotent<S: SessionStore + ?Sized>(store: &S) {
     let key = fresh_key();
-    ok(store.create(&key, &live_record()).await, "create");
-    ok(store.delete(&key).await, "first delete");
-    ok(store.delete(&key).await, "second delete");
+    ok(store.create(&key, &live_record(), now()).await, "create");
+    ok(store.delete(&key, now()).await, "first delete");
+    ok(store.delete(&key, now()).await, "second delete");
     ok(
-        store.delete(&fresh_key()).await,
+        store.delete(&fresh_key(), now()).await,
         "delete of a never-created key",
     );
     must_be_absent(store, &key, "after delete").await;

@@ -13,10 +13,10 @@ pub async fn rotate_keeps_exactly_one<S: SessionStore + ?Sized>(store: &S) {
     let user = fresh_user();
     let mut rec = with_value(live_record(), "cart", "3 items");
     rec.user = Some(user.clone());
-    ok(store.create(&old, &rec).await, "create");
+    ok(store.create(&old, &rec, now()).await, "create");
     let mut rotated = rec.clone();
     rotated.version = 2;
-    ok(store.rotate(&old, &new, &rotated).await, "rotate");
+    ok(store.rotate(&old, &new, &rotated, now()).await, "rotate");
     must_be_absent(store, &old, "old key after rotate").await;
     let back = must_load(store, &new, "new key after rotate").await;
     assert_eq!(
@@ -24,7 +24,7 @@ pub async fn rotate_keeps_exactly_one<S: SessionStore + ?Sized>(store: &S) {
         Some("3 items"),
         "rotate must carry the data"
     );
-    let listed = ok(store.list_by_user(&user).await, "list_by_user");
+    let listed = ok(store.list_by_user(&user, now()).await, "list_by_user");
     assert_eq!(
         listed.len(),
         1,
@@ -32,13 +32,13 @@ pub async fn rotate_keeps_exactly_one<S: SessionStore + ?Sized>(store: &S) {
     );
     assert_eq!(listed[0].key, new, "the listed session must be the new key");
     // A save through the old key must not bring it back.
-    let r = store.save(&old, &rotated, 1).await;
+    let r = store.save(&old, &rotated, 1, now()).await;
     assert!(
         matches!(r, Err(StoreError::NotFound)),
         "save through the rotated-away key must be NotFound, got {r:?}"
     );
     must_be_absent(store, &old, "old key after a late save").await;
-    ok(store.delete(&new).await, "delete");
+    ok(store.delete(&new, now()).await, "delete");
 }
 
 /// `rotate` onto a taken key is `Conflict` and changes nothing.
@@ -47,18 +47,23 @@ pub async fn rotate_onto_taken_key_is_conflict<S: SessionStore + ?Sized>(store: 
     let taken = fresh_key();
     ok(
         store
-            .create(&old, &with_value(live_record(), "who", "old"))
+            .create(&old, &with_value(live_record(), "who", "old"), now())
             .await,
         "create old",
     );
     ok(
         store
-            .create(&taken, &with_value(live_record(), "who", "taken"))
+            .create(&taken, &with_value(live_record(), "who", "taken"), now())
             .await,
         "create taken",
     );
     let r = store
-        .rotate(&old, &taken, &with_value(live_record(), "who", "rotated"))
+        .rotate(
+            &old,
+            &taken,
+            &with_value(live_record(), "who", "rotated"),
+            now(),
+        )
         .await;
     assert!(
         matches!(r, Err(StoreError::Conflict)),
@@ -68,8 +73,8 @@ pub async fn rotate_onto_taken_key_is_conflict<S: SessionStore + ?Sized>(store: 
     let b = must_load(store, &taken, "taken key after failed rotate").await;
     assert_eq!(value(&a, "who").as_deref(), Some("old"));
     assert_eq!(value(&b, "who").as_deref(), Some("taken"));
-    ok(store.delete(&old).await, "delete");
-    ok(store.delete(&taken).await, "delete");
+    ok(store.delete(&old, now()).await, "delete");
+    ok(store.delete(&taken, now()).await, "delete");
 }
 
 /// S28: `rotate` needs a live record under the old key. Rotating a deleted
@@ -81,11 +86,11 @@ pub async fn rotate_of_deleted_key_is_not_found<S: SessionStore + ?Sized>(store:
     let new = fresh_key();
     let mut rec = with_value(live_record(), "cart", "3 items");
     rec.user = Some(user.clone());
-    ok(store.create(&old, &rec).await, "create");
-    ok(store.delete(&old).await, "delete");
+    ok(store.create(&old, &rec, now()).await, "create");
+    ok(store.delete(&old, now()).await, "delete");
     let mut rotated = rec.clone();
     rotated.version = 2;
-    let r = store.rotate(&old, &new, &rotated).await;
+    let r = store.rotate(&old, &new, &rotated, now()).await;
     assert!(
         matches!(r, Err(StoreError::NotFound)),
         "rotate of a deleted key must be NotFound, got {r:?}"
@@ -99,7 +104,7 @@ pub async fn rotate_of_deleted_key_is_not_found<S: SessionStore + ?Sized>(store:
 
     let never = fresh_key();
     let new2 = fresh_key();
-    let r = store.rotate(&never, &new2, &rotated).await;
+    let r = store.rotate(&never, &new2, &rotated, now()).await;
     assert!(
         matches!(r, Err(StoreError::NotFound)),
         "rotate of a never-created key must be NotFound, got {r:?}"
@@ -121,7 +126,7 @@ pub async fn rotate_of_expired_key_is_not_found<S: SessionStore + ?Sized>(store:
     let new = fresh_key();
     let mut rec = expired_record();
     rec.user = Some(user.clone());
-    let created = store.create(&old, &rec).await;
+    let created = store.create(&old, &rec, now()).await;
     assert!(
         created.is_ok(),
         "create of an expired record must not fail: {created:?}"
@@ -129,7 +134,7 @@ pub async fn rotate_of_expired_key_is_not_found<S: SessionStore + ?Sized>(store:
     let mut rotated = live_record();
     rotated.user = Some(user.clone());
     rotated.version = 2;
-    let r = store.rotate(&old, &new, &rotated).await;
+    let r = store.rotate(&old, &new, &rotated, now()).await;
     assert!(
         matches!(r, Err(StoreError::NotFound)),
         "rotate of a record created expired must be NotFound, got {r:?}"
@@ -140,11 +145,11 @@ pub async fn rotate_of_expired_key_is_not_found<S: SessionStore + ?Sized>(store:
     let old = fresh_key();
     let new = fresh_key();
     let (rec, wait) = short_lived_for(&user);
-    ok(store.create(&old, &rec).await, "create short-lived");
+    ok(store.create(&old, &rec, now()).await, "create short-lived");
     must_load(store, &old, "short-lived record before its deadline").await;
     tokio::time::sleep(wait).await;
     must_be_absent(store, &old, "short-lived record after its deadline").await;
-    let r = store.rotate(&old, &new, &rotated).await;
+    let r = store.rotate(&old, &new, &rotated, now()).await;
     assert!(
         matches!(r, Err(StoreError::NotFound)),
         "rotate of an expired record must be NotFound, got {r:?}"
@@ -163,12 +168,12 @@ pub async fn touch_after_expiry_is_not_found<S: SessionStore + ?Sized>(store: &S
     let user = fresh_user();
     let key = fresh_key();
     let (rec, wait) = short_lived_for(&user);
-    ok(store.create(&key, &rec).await, "create short-lived");
+    ok(store.create(&key, &rec, now()).await, "create short-lived");
     must_load(store, &key, "short-lived record before its deadline").await;
     tokio::time::sleep(wait).await;
     must_be_absent(store, &key, "short-lived record after its deadline").await;
     let later = Timestamp::now().saturating_add(Duration::from_secs(600));
-    let r = store.touch(&key, later).await;
+    let r = store.touch(&key, later, now()).await;
     assert!(
         matches!(r, Err(StoreError::NotFound)),
         "touch of an expired record must be NotFound, got {r:?}"
@@ -208,11 +213,14 @@ pub async fn delete_by_user_racing_rotate_leaves_no_live_session<S: SessionStore
         let (deleted, rotated_result) = tokio::join!(
             async {
                 tokio::time::sleep(delete_lag).await;
-                retrying("delete_by_user", || store.delete_by_user(&user, None)).await
+                retrying("delete_by_user", || {
+                    store.delete_by_user(&user, None, now())
+                })
+                .await
             },
             async {
                 tokio::time::sleep(rotate_lag).await;
-                retrying("rotate", || store.rotate(&old, &new, &rotated)).await
+                retrying("rotate", || store.rotate(&old, &new, &rotated, now())).await
             },
         );
         ok(deleted, "delete_by_user racing rotate");

@@ -55,14 +55,17 @@ fn judge(entry: &IndexEntry, item: Option<&Item>, user: &str, now: Timestamp) ->
 }
 
 impl MemcachedStore {
-    pub(super) fn list_blocking(&self, user: &str) -> Result<Vec<UserSession>, StoreError> {
+    pub(super) fn list_blocking(
+        &self,
+        user: &str,
+        now: Timestamp,
+    ) -> Result<Vec<UserSession>, StoreError> {
         let Some(index) = self.fetch(&self.index_key(user))? else {
             return Ok(Vec::new());
         };
         let entries = decode_index(&index.value)?;
         let skeys: Vec<String> = entries.iter().map(|e| self.session_key(&e.key)).collect();
         let items = self.fetch_many(&skeys)?;
-        let now = Timestamp::now();
         let mut out = Vec::new();
         let mut stale = HashSet::new();
         for (entry, skey) in entries.iter().zip(&skeys) {
@@ -79,7 +82,7 @@ impl MemcachedStore {
         }
         // Listing already sees every stale entry for what it is; dropping
         // them is housekeeping and must not fail the listing.
-        if let Err(e) = self.index_remove(user, &stale, Some(index)) {
+        if let Err(e) = self.index_remove(user, &stale, Some(index), now) {
             tracing::debug!(error = %e, "memcached user index cleanup failed");
         }
         Ok(out)
@@ -96,6 +99,7 @@ impl MemcachedStore {
         &self,
         user: &str,
         except: Option<&StorageKey>,
+        now: Timestamp,
     ) -> Result<u64, StoreError> {
         let mut deleted = 0;
         let mut last: Option<(Vec<StorageKey>, bool)> = None;
@@ -112,7 +116,7 @@ impl MemcachedStore {
             if keys.is_empty() || last.as_ref().is_some_and(|(k, quiet)| *quiet && *k == keys) {
                 return Ok(deleted);
             }
-            let (n, quiet) = self.delete_by_user_pass(user, &entries)?;
+            let (n, quiet) = self.delete_by_user_pass(user, &entries, now)?;
             deleted += n;
             last = Some((keys, quiet));
         }
@@ -126,10 +130,10 @@ impl MemcachedStore {
         &self,
         user: &str,
         entries: &[IndexEntry],
+        now: Timestamp,
     ) -> Result<(u64, bool), StoreError> {
         let skeys: Vec<String> = entries.iter().map(|e| self.session_key(&e.key)).collect();
         let mut items = self.fetch_many(&skeys)?;
-        let now = Timestamp::now();
         let mut deleted = 0;
         let mut quiet = true;
         let mut stale = HashSet::new();
@@ -162,7 +166,7 @@ impl MemcachedStore {
                 // written under the token.
                 quiet = false;
                 if self.cas(skey, &[], EXPIRED_EXPTIME, current.cas)? {
-                    if stored.is_live(Timestamp::now()) {
+                    if stored.is_live(now) {
                         deleted += 1;
                     }
                     stale.insert((entry.key, entry.indexed_at));
@@ -176,7 +180,7 @@ impl MemcachedStore {
                 item = self.fetch(skey)?;
             }
         }
-        if let Err(e) = self.index_remove(user, &stale, None) {
+        if let Err(e) = self.index_remove(user, &stale, None, now) {
             tracing::debug!(error = %e, "memcached user index cleanup failed");
         }
         Ok((deleted, quiet))
@@ -189,10 +193,10 @@ impl MemcachedStore {
         user: &str,
         key: &StorageKey,
         absolute_deadline: Timestamp,
+        now: Timestamp,
     ) -> Result<(), StoreError> {
         let ikey = self.index_key(user);
         for attempt in 0..MAX_CAS_ATTEMPTS {
-            let now = Timestamp::now();
             let item = self.fetch(&ikey)?;
             let mut entries = match &item {
                 None => Vec::new(),
@@ -257,6 +261,7 @@ impl MemcachedStore {
         user: &str,
         stale: &HashSet<(StorageKey, Timestamp)>,
         mut first: Option<Item>,
+        now: Timestamp,
     ) -> Result<(), StoreError> {
         let ikey = self.index_key(user);
         for attempt in 0..MAX_CAS_ATTEMPTS {
@@ -268,7 +273,6 @@ impl MemcachedStore {
                 },
             };
             let entries = decode_index(&item.value)?;
-            let now = Timestamp::now();
             let kept: Vec<IndexEntry> = entries
                 .iter()
                 .filter(|e| !stale.contains(&(e.key, e.indexed_at)) && e.absolute_deadline > now)

@@ -13,9 +13,9 @@ use crate::store::StoreError;
 use crate::store::kit::{Stored, UserKey};
 
 /// memcached's key length limit.
-const MAX_KEY_BYTES: usize = 250;
+const MAX_MEMCACHED_KEY_BYTES: usize = 250;
 /// Longest prefix: `s:` / `u:` and 64 hex characters follow it.
-pub(super) const MAX_PREFIX_BYTES: usize = MAX_KEY_BYTES - 2 - 64;
+pub(super) const MAX_PREFIX_BYTES: usize = MAX_MEMCACHED_KEY_BYTES - 2 - 64;
 /// memcached reads an exptime above 30 days as an absolute Unix time.
 const REALTIME_MAXDELTA: u64 = 30 * 24 * 3600;
 /// The smallest absolute exptime: a moment in January 1970, so an item
@@ -264,8 +264,8 @@ mod tests {
             "cloakroom:u:2bd806c97f0e00af1a1fc3328fa763a9269723c8db8fac4f93af71db186d6e90"
         );
         let longest = store.with_prefix(&"p".repeat(MAX_PREFIX_BYTES)).unwrap();
-        assert_eq!(longest.session_key(&key).len(), MAX_KEY_BYTES);
-        assert_eq!(longest.index_key("x").len(), MAX_KEY_BYTES);
+        assert_eq!(longest.session_key(&key).len(), MAX_MEMCACHED_KEY_BYTES);
+        assert_eq!(longest.index_key("x").len(), MAX_MEMCACHED_KEY_BYTES);
 
         let value = encode_session(Timestamp::from_millis(0x0102_0304_0506_0708), &record(None));
         assert_eq!(&value[..8], &[1, 2, 3, 4, 5, 6, 7, 8]);

@@ -248,14 +248,20 @@ impl MemcachedStore {
 
 #[async_trait]
 impl SessionStore for MemcachedStore {
-    async fn create(&self, key: &StorageKey, record: &Record) -> Result<(), StoreError> {
+    async fn create(
+        &self,
+        key: &StorageKey,
+        record: &Record,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
         let (key, record) = (*key, record.clone());
-        self.run(move |s| s.create_blocking(&key, &record)).await
+        self.run(move |s| s.create_blocking(&key, &record, now))
+            .await
     }
 
-    async fn load(&self, key: &StorageKey) -> Result<Option<Record>, StoreError> {
+    async fn load(&self, key: &StorageKey, now: Timestamp) -> Result<Option<Record>, StoreError> {
         let key = *key;
-        self.run(move |s| s.load_blocking(&key)).await
+        self.run(move |s| s.load_blocking(&key, now)).await
     }
 
     async fn save(
@@ -263,19 +269,25 @@ impl SessionStore for MemcachedStore {
         key: &StorageKey,
         record: &Record,
         expected_version: u64,
+        now: Timestamp,
     ) -> Result<(), StoreError> {
         let (key, record) = (*key, record.clone());
-        self.run(move |s| s.save_blocking(&key, &record, expected_version))
+        self.run(move |s| s.save_blocking(&key, &record, expected_version, now))
             .await
     }
 
-    async fn touch(&self, key: &StorageKey, idle_deadline: Timestamp) -> Result<(), StoreError> {
+    async fn touch(
+        &self,
+        key: &StorageKey,
+        idle_deadline: Timestamp,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
         let key = *key;
-        self.run(move |s| s.touch_blocking(&key, idle_deadline))
+        self.run(move |s| s.touch_blocking(&key, idle_deadline, now))
             .await
     }
 
-    async fn delete(&self, key: &StorageKey) -> Result<(), StoreError> {
+    async fn delete(&self, key: &StorageKey, _now: Timestamp) -> Result<(), StoreError> {
         let key = *key;
         self.run(move |s| s.delete_blocking(&key)).await
     }
@@ -285,30 +297,36 @@ impl SessionStore for MemcachedStore {
         old_key: &StorageKey,
         new_key: &StorageKey,
         record: &Record,
+        now: Timestamp,
     ) -> Result<(), StoreError> {
         let (old_key, new_key, record) = (*old_key, *new_key, record.clone());
-        self.run(move |s| s.rotate_blocking(&old_key, &new_key, &record))
+        self.run(move |s| s.rotate_blocking(&old_key, &new_key, &record, now))
             .await
     }
 
-    async fn list_by_user(&self, user: &str) -> Result<Vec<UserSession>, StoreError> {
+    async fn list_by_user(
+        &self,
+        user: &str,
+        now: Timestamp,
+    ) -> Result<Vec<UserSession>, StoreError> {
         let user = user.to_owned();
-        self.run(move |s| s.list_blocking(&user)).await
+        self.run(move |s| s.list_blocking(&user, now)).await
     }
 
     async fn delete_by_user(
         &self,
         user: &str,
         except: Option<&StorageKey>,
+        now: Timestamp,
     ) -> Result<u64, StoreError> {
         let (user, except) = (user.to_owned(), except.copied());
-        self.run(move |s| s.delete_by_user_blocking(&user, except.as_ref()))
+        self.run(move |s| s.delete_by_user_blocking(&user, except.as_ref(), now))
             .await
     }
 
     /// memcached expires items itself (each item's exptime is its record's
     /// deadline): nothing to do, returns 0.
-    async fn delete_expired(&self) -> Result<u64, StoreError> {
+    async fn delete_expired(&self, _now: Timestamp) -> Result<u64, StoreError> {
         Ok(0)
     }
 }

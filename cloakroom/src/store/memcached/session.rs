@@ -15,14 +15,13 @@ impl MemcachedStore {
         &self,
         key: &StorageKey,
         record: &Record,
+        now: Timestamp,
     ) -> Result<(), StoreError> {
         let skey = self.session_key(key);
-        if !record.is_live(Timestamp::now()) {
+        if !record.is_live(now) {
             // Nothing to store; but a live record there is still a conflict.
             return match self.fetch(&skey)? {
-                Some(item)
-                    if decode_session(&item.value).is_ok_and(|s| s.is_live(Timestamp::now())) =>
-                {
+                Some(item) if decode_session(&item.value).is_ok_and(|s| s.is_live(now)) => {
                     Err(StoreError::Conflict)
                 }
                 _ => Ok(()),
@@ -31,7 +30,7 @@ impl MemcachedStore {
         // Index first: a failure between the two leaves a stale entry, never
         // an unlisted session.
         if let Some(user) = &record.user {
-            self.index_upsert(user, key, record.absolute_deadline)?;
+            self.index_upsert(user, key, record.absolute_deadline, now)?;
         }
         let value = encode_session(record.idle_deadline, record);
         let exp = exptime(record.expires_at());
@@ -45,7 +44,7 @@ impl MemcachedStore {
             match self.fetch(&skey)? {
                 None => {}
                 Some(item) => match decode_session(&item.value) {
-                    Ok(s) if !s.is_live(Timestamp::now()) => {
+                    Ok(s) if !s.is_live(now) => {
                         if self.cas(&skey, &value, exp, item.cas)? {
                             return Ok(());
                         }
@@ -58,14 +57,16 @@ impl MemcachedStore {
         Err(contention("create"))
     }
 
-    pub(super) fn load_blocking(&self, key: &StorageKey) -> Result<Option<Record>, StoreError> {
+    pub(super) fn load_blocking(
+        &self,
+        key: &StorageKey,
+        now: Timestamp,
+    ) -> Result<Option<Record>, StoreError> {
         let Some(item) = self.fetch(&self.session_key(key))? else {
             return Ok(None);
         };
         let stored = decode_session(&item.value)?;
-        Ok(stored
-            .is_live(Timestamp::now())
-            .then(|| stored.into_record()))
+        Ok(stored.is_live(now).then(|| stored.into_record()))
     }
 
     pub(super) fn save_blocking(
@@ -73,13 +74,14 @@ impl MemcachedStore {
         key: &StorageKey,
         record: &Record,
         expected_version: u64,
+        now: Timestamp,
     ) -> Result<(), StoreError> {
         let skey = self.session_key(key);
         let Some(item) = self.fetch(&skey)? else {
             return Err(StoreError::NotFound);
         };
         let current = decode_session(&item.value)?;
-        if !current.is_live(Timestamp::now()) {
+        if !current.is_live(now) {
             return Err(StoreError::NotFound);
         }
         if current.record.version != expected_version {
@@ -88,7 +90,7 @@ impl MemcachedStore {
         // Also puts back an entry lost to eviction; a no-op (one read) when
         // the entry is already there.
         if let Some(user) = &record.user {
-            self.index_upsert(user, key, record.absolute_deadline)?;
+            self.index_upsert(user, key, record.absolute_deadline, now)?;
         }
         let value = encode_session(record.idle_deadline, record);
         if self.cas(&skey, &value, exptime(record.expires_at()), item.cas)? {
@@ -98,7 +100,7 @@ impl MemcachedStore {
         match self.fetch(&skey)? {
             None => Err(StoreError::NotFound),
             Some(item) => {
-                if decode_session(&item.value)?.is_live(Timestamp::now()) {
+                if decode_session(&item.value)?.is_live(now) {
                     Err(StoreError::VersionConflict)
                 } else {
                     Err(StoreError::NotFound)
@@ -111,6 +113,7 @@ impl MemcachedStore {
         &self,
         key: &StorageKey,
         idle_deadline: Timestamp,
+        now: Timestamp,
     ) -> Result<(), StoreError> {
         let skey = self.session_key(key);
         for attempt in 0..MAX_CAS_ATTEMPTS {
@@ -118,7 +121,7 @@ impl MemcachedStore {
                 return Err(StoreError::NotFound);
             };
             let current = decode_session(&item.value)?;
-            if !current.is_live(Timestamp::now()) {
+            if !current.is_live(now) {
                 return Err(StoreError::NotFound);
             }
             // Same record bytes, new deadline header.
@@ -150,10 +153,11 @@ impl MemcachedStore {
         old_key: &StorageKey,
         new_key: &StorageKey,
         record: &Record,
+        now: Timestamp,
     ) -> Result<(), StoreError> {
         // The new record exists before the old one is gone.
-        self.create_blocking(new_key, record)?;
-        match self.claim_blocking(old_key) {
+        self.create_blocking(new_key, record, now)?;
+        match self.claim_blocking(old_key, now) {
             Ok(true) => Ok(()),
             Ok(false) => {
                 self.delete_blocking(new_key)?;
@@ -173,13 +177,13 @@ impl MemcachedStore {
     /// Deletes the record under `key` if it is live; `Ok(false)` if there is
     /// none. Deletes with `cas` (an empty, already expired item) on the
     /// token of the live item read, so it never deletes anything else.
-    fn claim_blocking(&self, key: &StorageKey) -> Result<bool, StoreError> {
+    fn claim_blocking(&self, key: &StorageKey, now: Timestamp) -> Result<bool, StoreError> {
         let skey = self.session_key(key);
         for attempt in 0..MAX_CAS_ATTEMPTS {
             let Some(item) = self.fetch(&skey)? else {
                 return Ok(false);
             };
-            if !decode_session(&item.value)?.is_live(Timestamp::now()) {
+            if !decode_session(&item.value)?.is_live(now) {
                 return Ok(false);
             }
             if self.cas(&skey, &[], EXPIRED_EXPTIME, item.cas)? {

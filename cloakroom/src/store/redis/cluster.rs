@@ -15,6 +15,7 @@ use super::scripts::{
     Write, create, delete, delete_if_live, delete_if_user, flag, index_add, index_members, save,
 };
 use super::{BACKEND, RedisStore};
+use crate::expiry::Timestamp;
 use crate::id::StorageKey;
 use crate::record::Record;
 use crate::store::{StoreError, UserSession, kit};
@@ -33,24 +34,25 @@ impl Topology for Cluster {
         store: &RedisStore,
         key: &StorageKey,
         record: &Record,
+        now: Timestamp,
     ) -> Result<(), StoreError> {
         let w = Write::of(key, record);
-        let now = kit::lua_now();
+        let ms = kit::lua_millis(now);
         // The index member goes in before the session exists.
-        let indexed = w.live(now) && w.user.is_some();
+        let indexed = w.live(ms) && w.user.is_some();
         if indexed && let Some(user) = w.user {
-            store.index_add(user, &w.member, w.absolute).await?;
+            store.index_add(user, &w.member, w.absolute, ms).await?;
         }
         let mut call = create::call();
         call.key(create::KEY_SESSION, store.session_key(&w.member));
-        w.fill(&mut call, now, store.prefix(), false);
+        w.fill(&mut call, ms, store.prefix(), false);
         let created = int(&store.client.script(&call).await?)? == 1;
         if indexed && let Some(user) = w.user {
             let r = if created {
-                store.index_add(user, &w.member, w.absolute).await
+                store.index_add(user, &w.member, w.absolute, ms).await
             } else {
                 store
-                    .index_remove(user, std::slice::from_ref(&w.member))
+                    .index_remove(user, std::slice::from_ref(&w.member), ms)
                     .await
             };
             tidy(r, "create");
@@ -68,15 +70,15 @@ impl Topology for Cluster {
         key: &StorageKey,
         record: &Record,
         expected_version: u64,
+        now: Timestamp,
     ) -> Result<(), StoreError> {
         let w = Write::of(key, record);
         let mut indexed = false;
-        let mut now;
+        let ms = kit::lua_millis(now);
         let old_user = loop {
-            now = kit::lua_now();
             let mut call = save::call();
             call.key(save::KEY_SESSION, store.session_key(&w.member));
-            w.fill(&mut call, now, store.prefix(), false);
+            w.fill(&mut call, ms, store.prefix(), false);
             call.arg(save::ARG_EXPECTED_VERSION, expected_version)
                 .arg(save::ARG_INDEXED, flag(indexed));
             let outcome = match reply::saved(store.client.script(&call).await?)? {
@@ -87,7 +89,7 @@ impl Topology for Cluster {
                     // The session is about to belong to this user (or live
                     // longer): index it first, then write.
                     if let Some(user) = w.user {
-                        store.index_add(user, &w.member, w.absolute).await?;
+                        store.index_add(user, &w.member, w.absolute, ms).await?;
                     }
                     indexed = true;
                     continue;
@@ -99,7 +101,7 @@ impl Topology for Cluster {
             // The write did not happen: a member added for it is stale.
             if indexed && let Some(user) = w.user {
                 let r = store
-                    .index_remove(user, std::slice::from_ref(&w.member))
+                    .index_remove(user, std::slice::from_ref(&w.member), ms)
                     .await;
                 tidy(r, "save");
             }
@@ -108,25 +110,33 @@ impl Topology for Cluster {
         // The save is done; what follows is index upkeep, whose failure
         // leaves only an extra member behind (type docs).
         let old_user = old_user.and_then(|u| String::from_utf8(u).ok());
-        let live = w.live(now);
+        let live = w.live(ms);
         if let Some(user) = w.user
             && live
             && old_user.as_deref() != Some(user)
         {
-            tidy(store.index_add(user, &w.member, w.absolute).await, "save");
+            tidy(
+                store.index_add(user, &w.member, w.absolute, ms).await,
+                "save",
+            );
         }
         if let Some(old) = old_user
             && (!live || w.user != Some(old.as_str()))
         {
             let r = store
-                .index_remove(&old, std::slice::from_ref(&w.member))
+                .index_remove(&old, std::slice::from_ref(&w.member), ms)
                 .await;
             tidy(r, "save");
         }
         Ok(())
     }
 
-    async fn delete(&self, store: &RedisStore, key: &StorageKey) -> Result<(), StoreError> {
+    async fn delete(
+        &self,
+        store: &RedisStore,
+        key: &StorageKey,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
         let member = key.to_hex();
         let mut call = delete::call();
         call.key(delete::KEY_SESSION, store.session_key(&member))
@@ -135,7 +145,8 @@ impl Topology for Cluster {
             .arg(delete::ARG_SINGLE, flag(false));
         let old_user = opt_bytes(store.client.script(&call).await?)?;
         if let Some(user) = old_user.and_then(|u| String::from_utf8(u).ok()) {
-            tidy(store.index_remove(&user, &[member]).await, "delete");
+            let ms = kit::lua_millis(now);
+            tidy(store.index_remove(&user, &[member], ms).await, "delete");
         }
         Ok(())
     }
@@ -160,18 +171,20 @@ impl Topology for Cluster {
         old_key: &StorageKey,
         new_key: &StorageKey,
         record: &Record,
+        now: Timestamp,
     ) -> Result<(), StoreError> {
-        self.create(store, new_key, record).await?;
+        self.create(store, new_key, record, now).await?;
+        let ms = kit::lua_millis(now);
         let member = old_key.to_hex();
         let mut call = delete_if_live::call();
         call.key(delete_if_live::KEY_SESSION, store.session_key(&member))
-            .arg(delete_if_live::ARG_NOW, kit::lua_now());
+            .arg(delete_if_live::ARG_NOW, ms);
         let claimed = match store.client.script(&call).await.and_then(array) {
             Ok(reply) => reply,
             Err(e) => {
                 // Whether the old record went is unknown: take back the new
                 // one rather than risk two live sessions.
-                if let Err(undo) = self.delete(store, new_key).await {
+                if let Err(undo) = self.delete(store, new_key, now).await {
                     tracing::warn!(error = %undo, "could not take back a half-done Redis Cluster rotation");
                 }
                 return Err(e);
@@ -180,7 +193,7 @@ impl Topology for Cluster {
         let mut it = claimed.into_iter();
         if int(&it.next().unwrap_or(Value::Nil))? != 1 {
             // Deleted or expired meanwhile: the rotation must not revive it.
-            self.delete(store, new_key).await?;
+            self.delete(store, new_key, now).await?;
             return Err(StoreError::NotFound);
         }
         let old_user = it
@@ -191,7 +204,7 @@ impl Topology for Cluster {
             .and_then(|u| String::from_utf8(u).ok())
             .filter(|u| !u.is_empty());
         if let Some(user) = old_user {
-            tidy(store.index_remove(&user, &[member]).await, "rotate");
+            tidy(store.index_remove(&user, &[member], ms).await, "rotate");
         }
         Ok(())
     }
@@ -202,9 +215,10 @@ impl Topology for Cluster {
         &self,
         store: &RedisStore,
         user: &str,
+        now: Timestamp,
     ) -> Result<Vec<UserSession>, StoreError> {
-        let members = store.index_members(user).await?;
-        let now = kit::lua_now();
+        let now = kit::lua_millis(now);
+        let members = store.index_members(user, now).await?;
         let mut out = Vec::new();
         let mut stale = Vec::new();
         for chunk in batches(&members) {
@@ -246,7 +260,7 @@ impl Topology for Cluster {
                 });
             }
         }
-        tidy(store.index_remove(user, &stale).await, "list_by_user");
+        tidy(store.index_remove(user, &stale, now).await, "list_by_user");
         Ok(out)
     }
 
@@ -263,12 +277,14 @@ impl Topology for Cluster {
         store: &RedisStore,
         user: &str,
         except: Option<&StorageKey>,
+        now: Timestamp,
     ) -> Result<u64, StoreError> {
         let except = except.map(StorageKey::to_hex);
+        let now = kit::lua_millis(now);
         let mut deleted = 0u64;
         for _ in 0..MAX_DELETE_BY_USER_PASSES {
             let members: Vec<String> = store
-                .index_members(user)
+                .index_members(user, now)
                 .await?
                 .into_iter()
                 .filter(|m| Some(m) != except.as_ref())
@@ -276,7 +292,7 @@ impl Topology for Cluster {
             if members.is_empty() {
                 return Ok(deleted);
             }
-            deleted += store.delete_by_user_pass(user, &members).await?;
+            deleted += store.delete_by_user_pass(user, &members, now).await?;
         }
         Err(StoreError::unavailable_in(
             BACKEND,
@@ -289,19 +305,30 @@ impl Topology for Cluster {
 impl RedisStore {
     /// Adds `member` to `user`'s index with the given score (`ZADD GT`),
     /// pruning dead members and extending the index key's TTL.
-    async fn index_add(&self, user: &str, member: &str, score: u64) -> Result<(), StoreError> {
+    async fn index_add(
+        &self,
+        user: &str,
+        member: &str,
+        score: u64,
+        now: u64,
+    ) -> Result<(), StoreError> {
         let mut call = index_add::call();
         call.key(index_add::KEY_INDEX, self.index_key(user))
             .arg(index_add::ARG_MEMBER, member)
             .arg(index_add::ARG_SCORE, score.min(kit::LUA_MAX_MS))
-            .arg(index_add::ARG_NOW, kit::lua_now());
+            .arg(index_add::ARG_NOW, now);
         self.client.script(&call).await.map(drop)
     }
 
     /// Removes `members` from `user`'s index, then re-reads each session
     /// and puts back any that is live and belongs to `user` after all (a
     /// concurrent writer may have given it to `user` in between).
-    async fn index_remove(&self, user: &str, members: &[String]) -> Result<(), StoreError> {
+    async fn index_remove(
+        &self,
+        user: &str,
+        members: &[String],
+        now: u64,
+    ) -> Result<(), StoreError> {
         if members.is_empty() {
             return Ok(());
         }
@@ -309,13 +336,13 @@ impl RedisStore {
         zrem.arg(self.index_key(user)).arg(members);
         self.client.cmd(&zrem).await?;
         for chunk in batches(members) {
-            let rechecks = join_all(chunk.iter().map(|m| self.recheck(user, m))).await;
+            let rechecks = join_all(chunk.iter().map(|m| self.recheck(user, m, now))).await;
             rechecks.into_iter().collect::<Result<Vec<()>, _>>()?;
         }
         Ok(())
     }
 
-    async fn recheck(&self, user: &str, member: &str) -> Result<(), StoreError> {
+    async fn recheck(&self, user: &str, member: &str, now: u64) -> Result<(), StoreError> {
         let mut hmget = redis::cmd("HMGET");
         hmget.arg(self.session_key(member)).arg(&["u", "i", "a"]);
         let fields = match self.client.cmd(&hmget).await {
@@ -329,19 +356,17 @@ impl RedisStore {
             return Ok(());
         }
         match (opt_ms(i.as_deref()), opt_ms(a.as_deref())) {
-            (Some(i), Some(a)) if i.min(a) > kit::lua_now() => {
-                self.index_add(user, member, a).await
-            }
+            (Some(i), Some(a)) if i.min(a) > now => self.index_add(user, member, a, now).await,
             _ => Ok(()),
         }
     }
 
     /// The members of `user`'s index, after pruning those whose absolute
     /// deadline has passed.
-    async fn index_members(&self, user: &str) -> Result<Vec<String>, StoreError> {
+    async fn index_members(&self, user: &str, now: u64) -> Result<Vec<String>, StoreError> {
         let mut call = index_members::call();
         call.key(index_members::KEY_INDEX, self.index_key(user))
-            .arg(index_members::ARG_NOW, kit::lua_now());
+            .arg(index_members::ARG_NOW, now);
         array(self.client.script(&call).await?)?
             .into_iter()
             .map(|v| {
@@ -353,8 +378,12 @@ impl RedisStore {
 
     /// One pass of `delete_by_user` over `members`; returns how many live
     /// sessions it deleted.
-    async fn delete_by_user_pass(&self, user: &str, members: &[String]) -> Result<u64, StoreError> {
-        let now = kit::lua_now();
+    async fn delete_by_user_pass(
+        &self,
+        user: &str,
+        members: &[String],
+        now: u64,
+    ) -> Result<u64, StoreError> {
         let mut deleted = 0u64;
         for chunk in batches(members) {
             let results = join_all(chunk.iter().map(|m| async move {
@@ -374,7 +403,10 @@ impl RedisStore {
         // Every processed member leaves the index: deleted sessions and
         // stale members alike (the re-check keeps any that a concurrent
         // writer has just given to this user).
-        tidy(self.index_remove(user, members).await, "delete_by_user");
+        tidy(
+            self.index_remove(user, members, now).await,
+            "delete_by_user",
+        );
         Ok(deleted)
     }
 }

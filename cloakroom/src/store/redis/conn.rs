@@ -15,6 +15,7 @@ use redis::{Cmd, ErrorKind, RedisError, ScriptInvocation, ServerErrorKind, Value
 
 use super::scripts::Call;
 use super::{BACKEND, RedisStore, cluster, single};
+use crate::expiry::Timestamp;
 use crate::id::StorageKey;
 use crate::record::Record;
 use crate::store::{StoreError, UserSession};
@@ -159,6 +160,7 @@ pub(super) trait Topology: Send + Sync {
         store: &RedisStore,
         key: &StorageKey,
         record: &Record,
+        now: Timestamp,
     ) -> Result<(), StoreError>;
 
     async fn save(
@@ -167,9 +169,15 @@ pub(super) trait Topology: Send + Sync {
         key: &StorageKey,
         record: &Record,
         expected_version: u64,
+        now: Timestamp,
     ) -> Result<(), StoreError>;
 
-    async fn delete(&self, store: &RedisStore, key: &StorageKey) -> Result<(), StoreError>;
+    async fn delete(
+        &self,
+        store: &RedisStore,
+        key: &StorageKey,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
 
     async fn rotate(
         &self,
@@ -177,12 +185,14 @@ pub(super) trait Topology: Send + Sync {
         old_key: &StorageKey,
         new_key: &StorageKey,
         record: &Record,
+        now: Timestamp,
     ) -> Result<(), StoreError>;
 
     async fn list_by_user(
         &self,
         store: &RedisStore,
         user: &str,
+        now: Timestamp,
     ) -> Result<Vec<UserSession>, StoreError>;
 
     async fn delete_by_user(
@@ -190,6 +200,7 @@ pub(super) trait Topology: Send + Sync {
         store: &RedisStore,
         user: &str,
         except: Option<&StorageKey>,
+        now: Timestamp,
     ) -> Result<u64, StoreError>;
 }
 

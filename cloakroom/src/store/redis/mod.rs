@@ -88,8 +88,8 @@ const BACKEND: &str = "redis";
 ///   index key itself expires (`PEXPIREAT`) at its highest score, so an index
 ///   can never outlive its sessions.
 ///
-/// All deadlines are judged by the application's clock ([`Timestamp::now`]),
-/// the clock that set them. Redis's own expiry deletes the data; on top of
+/// All deadlines are judged by the caller's clock (the `now` every operation
+/// is given), the clock that set them. Redis's own expiry deletes the data; on top of
 /// that every read and every script re-checks the deadlines, so clock skew
 /// between the application and Redis can never make an expired record load,
 /// save or touch.
@@ -254,11 +254,16 @@ impl RedisStore {
 
 #[async_trait]
 impl SessionStore for RedisStore {
-    async fn create(&self, key: &StorageKey, record: &Record) -> Result<(), StoreError> {
-        self.client.topology().create(self, key, record).await
+    async fn create(
+        &self,
+        key: &StorageKey,
+        record: &Record,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.client.topology().create(self, key, record, now).await
     }
 
-    async fn load(&self, key: &StorageKey) -> Result<Option<Record>, StoreError> {
+    async fn load(&self, key: &StorageKey, now: Timestamp) -> Result<Option<Record>, StoreError> {
         let mut hmget = redis::cmd("HMGET");
         hmget.arg(self.session_key(&key.to_hex())).arg(&["r", "i"]);
         let [r, i] = fields::<2>(self.client.cmd(&hmget).await?)?;
@@ -267,7 +272,7 @@ impl SessionStore for RedisStore {
         };
         let record = decode(r, parse_ms(&i)?)?;
         // Redis's TTL normally got there first; this covers clock skew.
-        Ok(record.is_live(Timestamp::now()).then_some(record))
+        Ok(record.is_live(now).then_some(record))
     }
 
     async fn save(
@@ -275,19 +280,25 @@ impl SessionStore for RedisStore {
         key: &StorageKey,
         record: &Record,
         expected_version: u64,
+        now: Timestamp,
     ) -> Result<(), StoreError> {
         self.client
             .topology()
-            .save(self, key, record, expected_version)
+            .save(self, key, record, expected_version, now)
             .await
     }
 
-    async fn touch(&self, key: &StorageKey, idle_deadline: Timestamp) -> Result<(), StoreError> {
+    async fn touch(
+        &self,
+        key: &StorageKey,
+        idle_deadline: Timestamp,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
         let mut call = touch::call();
         call.key(touch::KEY_SESSION, self.session_key(&key.to_hex()))
             .arg(touch::ARG_IDLE_EXACT, idle_deadline.as_millis())
             .arg(touch::ARG_IDLE_CLAMPED, kit::lua_millis(idle_deadline))
-            .arg(touch::ARG_NOW, kit::lua_now());
+            .arg(touch::ARG_NOW, kit::lua_millis(now));
         if int(&self.client.script(&call).await?)? == 1 {
             Ok(())
         } else {
@@ -295,8 +306,8 @@ impl SessionStore for RedisStore {
         }
     }
 
-    async fn delete(&self, key: &StorageKey) -> Result<(), StoreError> {
-        self.client.topology().delete(self, key).await
+    async fn delete(&self, key: &StorageKey, now: Timestamp) -> Result<(), StoreError> {
+        self.client.topology().delete(self, key, now).await
     }
 
     async fn rotate(
@@ -304,29 +315,35 @@ impl SessionStore for RedisStore {
         old_key: &StorageKey,
         new_key: &StorageKey,
         record: &Record,
+        now: Timestamp,
     ) -> Result<(), StoreError> {
         self.client
             .topology()
-            .rotate(self, old_key, new_key, record)
+            .rotate(self, old_key, new_key, record, now)
             .await
     }
 
-    async fn list_by_user(&self, user: &str) -> Result<Vec<UserSession>, StoreError> {
-        self.client.topology().list_by_user(self, user).await
+    async fn list_by_user(
+        &self,
+        user: &str,
+        now: Timestamp,
+    ) -> Result<Vec<UserSession>, StoreError> {
+        self.client.topology().list_by_user(self, user, now).await
     }
 
     async fn delete_by_user(
         &self,
         user: &str,
         except: Option<&StorageKey>,
+        now: Timestamp,
     ) -> Result<u64, StoreError> {
         self.client
             .topology()
-            .delete_by_user(self, user, except)
+            .delete_by_user(self, user, except, now)
             .await
     }
 
-    async fn delete_expired(&self) -> Result<u64, StoreError> {
+    async fn delete_expired(&self, _now: Timestamp) -> Result<u64, StoreError> {
         // Redis expires sessions natively and every index prunes and expires
         // itself (type docs): nothing is left that is cheap to find.
         Ok(0)

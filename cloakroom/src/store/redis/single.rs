@@ -8,6 +8,7 @@ use super::RedisStore;
 use super::conn::Topology;
 use super::reply::{self, Saved, int, opt_bytes};
 use super::scripts::{Write, create, delete, delete_by_user, flag, list, rotate, save};
+use crate::expiry::Timestamp;
 use crate::id::StorageKey;
 use crate::record::Record;
 use crate::store::{StoreError, UserSession, kit};
@@ -22,6 +23,7 @@ impl Topology for SingleServer {
         store: &RedisStore,
         key: &StorageKey,
         record: &Record,
+        now: Timestamp,
     ) -> Result<(), StoreError> {
         let w = Write::of(key, record);
         let mut call = create::call();
@@ -29,7 +31,7 @@ impl Topology for SingleServer {
         if let Some(user) = w.user {
             call.key(create::KEY_INDEX, store.index_key(user));
         }
-        w.fill(&mut call, kit::lua_now(), store.prefix(), true);
+        w.fill(&mut call, kit::lua_millis(now), store.prefix(), true);
         if int(&store.client.script(&call).await?)? == 1 {
             Ok(())
         } else {
@@ -43,6 +45,7 @@ impl Topology for SingleServer {
         key: &StorageKey,
         record: &Record,
         expected_version: u64,
+        now: Timestamp,
     ) -> Result<(), StoreError> {
         let w = Write::of(key, record);
         let mut call = save::call();
@@ -50,7 +53,7 @@ impl Topology for SingleServer {
         if let Some(user) = w.user {
             call.key(save::KEY_INDEX, store.index_key(user));
         }
-        w.fill(&mut call, kit::lua_now(), store.prefix(), true);
+        w.fill(&mut call, kit::lua_millis(now), store.prefix(), true);
         call.arg(save::ARG_EXPECTED_VERSION, expected_version)
             .arg(save::ARG_INDEXED, flag(false));
         match reply::saved(store.client.script(&call).await?)? {
@@ -62,7 +65,12 @@ impl Topology for SingleServer {
         }
     }
 
-    async fn delete(&self, store: &RedisStore, key: &StorageKey) -> Result<(), StoreError> {
+    async fn delete(
+        &self,
+        store: &RedisStore,
+        key: &StorageKey,
+        _now: Timestamp,
+    ) -> Result<(), StoreError> {
         let member = key.to_hex();
         let mut call = delete::call();
         call.key(delete::KEY_SESSION, store.session_key(&member))
@@ -78,6 +86,7 @@ impl Topology for SingleServer {
         old_key: &StorageKey,
         new_key: &StorageKey,
         record: &Record,
+        now: Timestamp,
     ) -> Result<(), StoreError> {
         let w = Write::of(new_key, record);
         let mut call = rotate::call();
@@ -86,7 +95,7 @@ impl Topology for SingleServer {
         if let Some(user) = w.user {
             call.key(rotate::KEY_INDEX, store.index_key(user));
         }
-        w.fill(&mut call, kit::lua_now(), store.prefix(), true);
+        w.fill(&mut call, kit::lua_millis(now), store.prefix(), true);
         call.arg(rotate::ARG_OLD_MEMBER, old_key.to_hex());
         match int(&store.client.script(&call).await?)? {
             1 => Ok(()),
@@ -99,11 +108,12 @@ impl Topology for SingleServer {
         &self,
         store: &RedisStore,
         user: &str,
+        now: Timestamp,
     ) -> Result<Vec<UserSession>, StoreError> {
         let mut call = list::call();
         call.key(list::KEY_INDEX, store.index_key(user))
             .arg(list::ARG_USER, user)
-            .arg(list::ARG_NOW, kit::lua_now())
+            .arg(list::ARG_NOW, kit::lua_millis(now))
             .arg(list::ARG_PREFIX, store.prefix());
         reply::listed(store.client.script(&call).await?)
     }
@@ -113,6 +123,7 @@ impl Topology for SingleServer {
         store: &RedisStore,
         user: &str,
         except: Option<&StorageKey>,
+        now: Timestamp,
     ) -> Result<u64, StoreError> {
         let mut call = delete_by_user::call();
         call.key(delete_by_user::KEY_INDEX, store.index_key(user))
@@ -121,7 +132,7 @@ impl Topology for SingleServer {
                 delete_by_user::ARG_EXCEPT,
                 except.map(StorageKey::to_hex).unwrap_or_default(),
             )
-            .arg(delete_by_user::ARG_NOW, kit::lua_now())
+            .arg(delete_by_user::ARG_NOW, kit::lua_millis(now))
             .arg(delete_by_user::ARG_PREFIX, store.prefix());
         let n = int(&store.client.script(&call).await?)?;
         Ok(u64::try_from(n).unwrap_or(0))

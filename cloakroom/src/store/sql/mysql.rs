@@ -9,7 +9,7 @@ use sqlx::query::Query;
 
 use crate::id::StorageKey;
 use crate::record::Record;
-use crate::store::kit::{UserKey, sql_now};
+use crate::store::kit::UserKey;
 use crate::store::{StoreError, UserSession};
 
 use super::server::{
@@ -335,19 +335,22 @@ impl SessionLock<MySql> for NamedLock {
 }
 
 /// `try_reap`: the batched reap, under the reaper lock.
-async fn reap(pool: &MySqlPool) -> Result<Option<u64>, StoreError> {
-    reap_exclusively(pool, db_err, &REAP_LOCK, |c| Box::pin(reap_batch(c))).await
+async fn reap(pool: &MySqlPool, now: i64) -> Result<Option<u64>, StoreError> {
+    reap_exclusively(pool, db_err, &REAP_LOCK, move |c| {
+        Box::pin(reap_batch(c, now))
+    })
+    .await
 }
 
 /// Deletes up to [`REAP_BATCH`] expired rows.
-async fn reap_batch(conn: &mut MySqlConnection) -> Result<u64, StoreError> {
+async fn reap_batch(conn: &mut MySqlConnection, now: i64) -> Result<u64, StoreError> {
     // Ordered by the expiry index (and the key, which makes the LIMIT
     // deterministic for statement-based replication).
     let done = sqlx::query(
         "DELETE FROM cloakroom_sessions WHERE expires_at <= ?
          ORDER BY expires_at, `key` LIMIT ?",
     )
-    .bind(sql_now())
+    .bind(now)
     .bind(REAP_BATCH)
     .execute(conn)
     .await

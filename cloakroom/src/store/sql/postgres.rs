@@ -7,7 +7,6 @@ use sqlx::query::Query;
 
 use crate::id::StorageKey;
 use crate::record::Record;
-use crate::store::kit::sql_now;
 use crate::store::{StoreError, UserSession};
 
 use super::server::{
@@ -119,7 +118,7 @@ server_store! {
     /// * Every operation is one statement, except `rotate` (insert the new row
     ///   and delete the old one in one transaction) and a `save` that matched
     ///   nothing (one `SELECT` tells a version conflict from a missing record).
-    ///   "Now" is the application's wall clock, passed as a parameter: rows
+    ///   "Now" is the caller's clock, passed as a parameter: rows
     ///   whose `expires_at` has passed are invisible to every operation even
     ///   before they are reaped.
     ///
@@ -324,12 +323,15 @@ impl SessionLock<Postgres> for ReaperLock {
 }
 
 /// `try_reap`: the batched reap, under the reaper lock.
-async fn reap(pool: &PgPool) -> Result<Option<u64>, StoreError> {
-    reap_exclusively(pool, db_err, &ReaperLock, |c| Box::pin(reap_batch(c))).await
+async fn reap(pool: &PgPool, now: i64) -> Result<Option<u64>, StoreError> {
+    reap_exclusively(pool, db_err, &ReaperLock, move |c| {
+        Box::pin(reap_batch(c, now))
+    })
+    .await
 }
 
 /// Deletes up to [`REAP_BATCH`] expired rows.
-async fn reap_batch(conn: &mut PgConnection) -> Result<u64, StoreError> {
+async fn reap_batch(conn: &mut PgConnection, now: i64) -> Result<u64, StoreError> {
     // SKIP LOCKED: rows a request is replacing right now are left for the
     // next run instead of blocking it; the outer condition re-checks
     // expiry against the latest row version.
@@ -339,7 +341,7 @@ async fn reap_batch(conn: &mut PgConnection) -> Result<u64, StoreError> {
              LIMIT $2 FOR UPDATE SKIP LOCKED
          ) AND expires_at <= $1",
     )
-    .bind(sql_now())
+    .bind(now)
     .bind(REAP_BATCH)
     .execute(conn)
     .await

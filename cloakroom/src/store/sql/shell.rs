@@ -14,8 +14,8 @@ use super::Row;
 /// clone), `Debug` through `debug_pool`, the inherent methods `connect`
 /// (a pool from `connect_pool`), `from_pool` (migrates first), `pool` and
 /// `try_reap`, and the `SessionStore` impl, which turns the contract's
-/// arguments into columns (the row encoded on the request's task, "now"
-/// read once) and the dialect's answers into the contract's errors. The
+/// arguments into columns (the row encoded on the request's task, the caller's
+/// "now" in milliseconds) and the dialect's answers into the contract's errors. The
 /// dialect gives the docs of the struct and of each method, and the
 /// functions they run: `errors` maps a driver error, `from_pool` migrates a
 /// pool, `try_reap` reaps under the reaper lock.
@@ -63,8 +63,11 @@ macro_rules! server_store {
             }
 
             $(#[$try_reap_doc])*
-            pub async fn try_reap(&self) -> Result<Option<u64>, $crate::store::StoreError> {
-                $reap(&self.pool).await
+            pub async fn try_reap(
+                &self,
+                now: $crate::expiry::Timestamp,
+            ) -> Result<Option<u64>, $crate::store::StoreError> {
+                $reap(&self.pool, $crate::store::kit::sql_millis(now)).await
             }
         }
 
@@ -82,10 +85,11 @@ macro_rules! session_store {
                 &self,
                 key: &$crate::id::StorageKey,
                 record: &$crate::record::Record,
+                now: $crate::expiry::Timestamp,
             ) -> Result<(), $crate::store::StoreError> {
                 use $crate::store::sql::shell::Dialect;
                 let row = $crate::store::sql::Row::of(record);
-                let now = $crate::store::kit::sql_now();
+                let now = $crate::store::kit::sql_millis(now);
                 let written = Dialect::create(self, key, &row, now).await?;
                 written
                     .then_some(())
@@ -95,9 +99,10 @@ macro_rules! session_store {
             async fn load(
                 &self,
                 key: &$crate::id::StorageKey,
+                now: $crate::expiry::Timestamp,
             ) -> Result<Option<$crate::record::Record>, $crate::store::StoreError> {
                 use $crate::store::sql::shell::Dialect;
-                Dialect::load(self, key, $crate::store::kit::sql_now()).await
+                Dialect::load(self, key, $crate::store::kit::sql_millis(now)).await
             }
 
             async fn save(
@@ -105,11 +110,12 @@ macro_rules! session_store {
                 key: &$crate::id::StorageKey,
                 record: &$crate::record::Record,
                 expected_version: u64,
+                now: $crate::expiry::Timestamp,
             ) -> Result<(), $crate::store::StoreError> {
                 use $crate::store::sql::shell::Dialect;
                 let row = $crate::store::sql::Row::of(record);
                 let expected = $crate::store::sql::sql_version(expected_version);
-                let now = $crate::store::kit::sql_now();
+                let now = $crate::store::kit::sql_millis(now);
                 if Dialect::save(self, key, &row, expected, now).await? == 1 {
                     return Ok(());
                 }
@@ -121,10 +127,11 @@ macro_rules! session_store {
                 &self,
                 key: &$crate::id::StorageKey,
                 idle_deadline: $crate::expiry::Timestamp,
+                now: $crate::expiry::Timestamp,
             ) -> Result<(), $crate::store::StoreError> {
                 use $crate::store::sql::shell::Dialect;
                 let idle = $crate::store::kit::sql_millis(idle_deadline);
-                let now = $crate::store::kit::sql_now();
+                let now = $crate::store::kit::sql_millis(now);
                 let touched = Dialect::touch(self, key, idle, now).await?;
                 touched
                     .then_some(())
@@ -134,6 +141,7 @@ macro_rules! session_store {
             async fn delete(
                 &self,
                 key: &$crate::id::StorageKey,
+                _now: $crate::expiry::Timestamp,
             ) -> Result<(), $crate::store::StoreError> {
                 let delete = <Self as $crate::store::sql::shell::Dialect>::DELETE;
                 let delete = ::sqlx::query(delete).bind(&key.0[..]);
@@ -146,28 +154,31 @@ macro_rules! session_store {
                 old_key: &$crate::id::StorageKey,
                 new_key: &$crate::id::StorageKey,
                 record: &$crate::record::Record,
+                now: $crate::expiry::Timestamp,
             ) -> Result<(), $crate::store::StoreError> {
                 use $crate::store::sql::shell::Dialect;
                 let row = $crate::store::sql::Row::of(record);
-                let now = $crate::store::kit::sql_now();
+                let now = $crate::store::kit::sql_millis(now);
                 Dialect::rotate(self, old_key, new_key, &row, now).await
             }
 
             async fn list_by_user(
                 &self,
                 user: &str,
+                now: $crate::expiry::Timestamp,
             ) -> Result<Vec<$crate::store::UserSession>, $crate::store::StoreError> {
                 use $crate::store::sql::shell::Dialect;
-                Dialect::list_by_user(self, user, $crate::store::kit::sql_now()).await
+                Dialect::list_by_user(self, user, $crate::store::kit::sql_millis(now)).await
             }
 
             async fn delete_by_user(
                 &self,
                 user: &str,
                 except: Option<&$crate::id::StorageKey>,
+                now: $crate::expiry::Timestamp,
             ) -> Result<u64, $crate::store::StoreError> {
                 use $crate::store::sql::shell::Dialect;
-                let now = $crate::store::kit::sql_now();
+                let now = $crate::store::kit::sql_millis(now);
                 Dialect::delete_by_user(self, user, except, now).await
             }
 
@@ -176,9 +187,12 @@ macro_rules! session_store {
                 true
             }
 
-            async fn delete_expired(&self) -> Result<u64, $crate::store::StoreError> {
+            async fn delete_expired(
+                &self,
+                now: $crate::expiry::Timestamp,
+            ) -> Result<u64, $crate::store::StoreError> {
                 // Batched; 0 at once when another instance is reaping.
-                Ok(self.try_reap().await?.unwrap_or(0))
+                Ok(self.try_reap(now).await?.unwrap_or(0))
             }
         }
     };

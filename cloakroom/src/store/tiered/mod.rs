@@ -171,15 +171,13 @@ impl TieredStore {
     /// (see the module docs). Best effort: a cache failure only costs a
     /// later miss.
     async fn fill(&self, key: &StorageKey, record: &Record, began: Timestamp) {
+        let now = began;
         let fresh_until = began.saturating_add(self.cache_ttl);
-        if Timestamp::now() >= fresh_until {
-            return; // Stale on arrival: it could serve nothing.
-        }
         let Some(copy) = slot::copy(record, fresh_until) else {
             return;
         };
         for _ in 0..CACHE_WRITE_ATTEMPTS {
-            let held = match self.cache.load(key).await {
+            let held = match self.cache.load(key, now).await {
                 Ok(held) => held,
                 Err(e) => {
                     tracing::debug!(error = %e, "session cache fill skipped: cache read failed");
@@ -187,9 +185,9 @@ impl TieredStore {
                 }
             };
             let written = match Slot::of(held) {
-                Slot::Empty => self.cache.create(key, &copy).await,
-                Slot::Copy(c) if c.may_be_replaced_by(record, Timestamp::now()) => {
-                    self.cache.save(key, &copy, c.record.version).await
+                Slot::Empty => self.cache.create(key, &copy, now).await,
+                Slot::Copy(c) if c.may_be_replaced_by(record, now) => {
+                    self.cache.save(key, &copy, c.record.version, now).await
                 }
                 // A tombstone, or a copy at least as new as ours.
                 Slot::Tombstone { .. } | Slot::Copy(_) => return,
@@ -200,7 +198,7 @@ impl TieredStore {
                         && self.user_revoked_since(user, began).await
                     {
                         // delete_by_user may have missed this copy: undo it.
-                        self.bury_logged(key).await;
+                        self.bury_logged(key, now).await;
                     }
                     return;
                 }
@@ -216,14 +214,14 @@ impl TieredStore {
 
     /// Overwrites the cache slot of a session just ended in the durable
     /// store with a tombstone; see the module docs for why this order.
-    async fn bury(&self, key: &StorageKey) -> Result<(), StoreError> {
+    async fn bury(&self, key: &StorageKey, now: Timestamp) -> Result<(), StoreError> {
         let ttl = self.cache_ttl.saturating_add(CLOCK_SKEW_ALLOWANCE);
-        let stone = slot::tombstone(Timestamp::now(), ttl)
+        let stone = slot::tombstone(now, ttl)
             .ok_or_else(|| StoreError::other_in("tiered", "could not build a cache tombstone"))?;
         for _ in 0..CACHE_WRITE_ATTEMPTS {
-            let written = match self.cache.load(key).await {
-                Ok(None) => self.cache.create(key, &stone).await,
-                Ok(Some(held)) => self.cache.save(key, &stone, held.version).await,
+            let written = match self.cache.load(key, now).await {
+                Ok(None) => self.cache.create(key, &stone, now).await,
+                Ok(Some(held)) => self.cache.save(key, &stone, held.version, now).await,
                 // Unreadable (corrupt) or unreachable: a plain delete below.
                 Err(_) => break,
             };
@@ -235,14 +233,14 @@ impl TieredStore {
         }
         // Still contended or failing: at least drop the copy. Any copy
         // filled after this is bounded by its freshness (module docs).
-        self.cache.delete(key).await
+        self.cache.delete(key, now).await
     }
 
     /// [`bury`](Self::bury), logging a failure: the durable store has ended
     /// the session, which is what the caller is told; a copy the cache
     /// still holds serves at most until its freshness ends.
-    async fn bury_logged(&self, key: &StorageKey) -> bool {
-        match self.bury(key).await {
+    async fn bury_logged(&self, key: &StorageKey, now: Timestamp) -> bool {
+        match self.bury(key, now).await {
             Ok(()) => true,
             Err(e) => {
                 metrics::counter!("cloakroom_cache_tombstone_failures_total").increment(1);
@@ -260,9 +258,10 @@ impl TieredStore {
     /// operation that began at `began` read them (its user tombstone is at
     /// most 5 s older than `began`, the clock allowance).
     async fn user_revoked_since(&self, user: &str, began: Timestamp) -> bool {
+        let now = began;
         match self
             .cache
-            .load(&user_tombstone_key(user))
+            .load(&user_tombstone_key(user), now)
             .await
             .map(Slot::of)
         {
@@ -275,12 +274,12 @@ impl TieredStore {
 
     /// Re-reads `key` from the durable store after a write that failed, so
     /// a cached copy the failure proved stale is replaced (or buried).
-    async fn refresh(&self, key: &StorageKey) {
-        let began = Timestamp::now();
-        match self.durable.load(key).await {
+    async fn refresh(&self, key: &StorageKey, now: Timestamp) {
+        let began = now;
+        match self.durable.load(key, now).await {
             Ok(Some(record)) => self.fill(key, &record, began).await,
             Ok(None) => {
-                self.bury_logged(key).await;
+                self.bury_logged(key, now).await;
             }
             // The durable store is failing too; the copy ages out by itself.
             Err(_) => {}
@@ -299,17 +298,22 @@ fn user_tombstone_key(user: &str) -> StorageKey {
 
 #[async_trait]
 impl SessionStore for TieredStore {
-    async fn create(&self, key: &StorageKey, record: &Record) -> Result<(), StoreError> {
-        let began = Timestamp::now();
-        self.durable.create(key, record).await?;
+    async fn create(
+        &self,
+        key: &StorageKey,
+        record: &Record,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let began = now;
+        self.durable.create(key, record, now).await?;
         self.fill(key, record, began).await;
         Ok(())
     }
 
-    async fn load(&self, key: &StorageKey) -> Result<Option<Record>, StoreError> {
+    async fn load(&self, key: &StorageKey, now: Timestamp) -> Result<Option<Record>, StoreError> {
         let mut may_fill = true;
-        match self.cache.load(key).await.map(Slot::of) {
-            Ok(Slot::Copy(c)) if c.is_fresh(Timestamp::now()) => {
+        match self.cache.load(key, now).await.map(Slot::of) {
+            Ok(Slot::Copy(c)) if c.is_fresh(now) => {
                 metrics::counter!("cloakroom_cache_hits_total").increment(1);
                 return Ok(Some(c.record));
             }
@@ -319,8 +323,8 @@ impl SessionStore for TieredStore {
             Err(e) => tracing::debug!(error = %e, "session cache read failed; reading through"),
         }
         metrics::counter!("cloakroom_cache_misses_total").increment(1);
-        let began = Timestamp::now();
-        let record = self.durable.load(key).await?;
+        let began = now;
+        let record = self.durable.load(key, now).await?;
         if may_fill && let Some(r) = &record {
             self.fill(key, r, began).await;
         }
@@ -332,38 +336,44 @@ impl SessionStore for TieredStore {
         key: &StorageKey,
         record: &Record,
         expected_version: u64,
+        now: Timestamp,
     ) -> Result<(), StoreError> {
-        let began = Timestamp::now();
-        match self.durable.save(key, record, expected_version).await {
+        let began = now;
+        match self.durable.save(key, record, expected_version, now).await {
             Ok(()) => {
                 self.fill(key, record, began).await;
                 Ok(())
             }
             Err(StoreError::NotFound) => {
                 // Our cached copy outlived a delete elsewhere.
-                self.bury_logged(key).await;
+                self.bury_logged(key, now).await;
                 Err(StoreError::NotFound)
             }
             Err(e) => {
                 // A conflict means our cached copy is stale; after a backend
                 // failure the save may have landed.
-                self.refresh(key).await;
+                self.refresh(key, now).await;
                 Err(e)
             }
         }
     }
 
-    async fn touch(&self, key: &StorageKey, idle_deadline: Timestamp) -> Result<(), StoreError> {
-        let result = self.durable.touch(key, idle_deadline).await;
+    async fn touch(
+        &self,
+        key: &StorageKey,
+        idle_deadline: Timestamp,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let result = self.durable.touch(key, idle_deadline, now).await;
         match &result {
-            Ok(()) => match self.cache.touch(key, idle_deadline).await {
+            Ok(()) => match self.cache.touch(key, idle_deadline, now).await {
                 // Not cached: nothing to refresh. (Touching a tombstone only
                 // makes it live longer, which is harmless.)
                 Ok(()) | Err(StoreError::NotFound) => {}
                 Err(e) => tracing::debug!(error = %e, "session cache touch failed"),
             },
             Err(StoreError::NotFound) => {
-                self.bury_logged(key).await;
+                self.bury_logged(key, now).await;
             }
             // The copy's data is still right; its idle deadline ages out.
             Err(_) => {}
@@ -371,11 +381,11 @@ impl SessionStore for TieredStore {
         result
     }
 
-    async fn delete(&self, key: &StorageKey) -> Result<(), StoreError> {
-        let result = self.durable.delete(key).await;
+    async fn delete(&self, key: &StorageKey, now: Timestamp) -> Result<(), StoreError> {
+        let result = self.durable.delete(key, now).await;
         // Even if the durable delete reports a failure it may have happened:
         // a tombstone costs nothing but a read-through.
-        self.bury_logged(key).await;
+        self.bury_logged(key, now).await;
         result
     }
 
@@ -384,13 +394,14 @@ impl SessionStore for TieredStore {
         old_key: &StorageKey,
         new_key: &StorageKey,
         record: &Record,
+        now: Timestamp,
     ) -> Result<(), StoreError> {
-        let began = Timestamp::now();
-        let result = self.durable.rotate(old_key, new_key, record).await;
+        let began = now;
+        let result = self.durable.rotate(old_key, new_key, record, now).await;
         // A conflict changed nothing; any other outcome may have ended the
         // old key.
         if !matches!(result, Err(StoreError::Conflict)) {
-            self.bury_logged(old_key).await;
+            self.bury_logged(old_key, now).await;
         }
         if result.is_ok() {
             self.fill(new_key, record, began).await;
@@ -398,38 +409,43 @@ impl SessionStore for TieredStore {
         result
     }
 
-    async fn list_by_user(&self, user: &str) -> Result<Vec<UserSession>, StoreError> {
-        self.durable.list_by_user(user).await
+    async fn list_by_user(
+        &self,
+        user: &str,
+        now: Timestamp,
+    ) -> Result<Vec<UserSession>, StoreError> {
+        self.durable.list_by_user(user, now).await
     }
 
     async fn delete_by_user(
         &self,
         user: &str,
         except: Option<&StorageKey>,
+        now: Timestamp,
     ) -> Result<u64, StoreError> {
         let mut doomed: Vec<StorageKey> = self
             .durable
-            .list_by_user(user)
+            .list_by_user(user, now)
             .await?
             .into_iter()
             .map(|s| s.key)
             .collect();
-        let result = self.durable.delete_by_user(user, except).await;
+        let result = self.durable.delete_by_user(user, except, now).await;
         // Before listing the cache, so that a fill the listing misses sees
         // it (module docs). One failure means the cache is down: the rest
         // would only wait for their own timeouts.
-        if !self.bury_logged(&user_tombstone_key(user)).await {
+        if !self.bury_logged(&user_tombstone_key(user), now).await {
             return result;
         }
         // Copies of sessions created between the listing and the delete.
-        match self.cache.list_by_user(user).await {
+        match self.cache.list_by_user(user, now).await {
             Ok(cached) => doomed.extend(cached.into_iter().map(|s| s.key)),
             Err(e) => tracing::debug!(error = %e, "session cache listing failed"),
         }
         doomed.sort_unstable();
         doomed.dedup();
         for key in doomed.iter().filter(|k| Some(*k) != except) {
-            if !self.bury_logged(key).await {
+            if !self.bury_logged(key, now).await {
                 break;
             }
         }
@@ -441,8 +457,8 @@ impl SessionStore for TieredStore {
         self.durable.is_durable()
     }
 
-    async fn delete_expired(&self) -> Result<u64, StoreError> {
-        let _ = self.cache.delete_expired().await;
-        self.durable.delete_expired().await
+    async fn delete_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
+        let _ = self.cache.delete_expired(now).await;
+        self.durable.delete_expired(now).await
     }
 }

@@ -11,7 +11,7 @@ use tokio::sync::oneshot;
 use crate::expiry::Timestamp;
 use crate::id::StorageKey;
 use crate::record::Record;
-use crate::store::kit::{key_from, sql_millis, sql_now};
+use crate::store::kit::{key_from, sql_millis};
 use crate::store::{SessionStore, StoreError, UserSession};
 
 use super::{Row, check_schema_version, decode_row, reap_in_batches, sql_version};
@@ -177,7 +177,8 @@ impl SqliteStore {
         &self.inner.path
     }
 
-    async fn write(&self, op: WriteOp) -> Result<Reply, StoreError> {
+    /// Queues `op` for the writer, to be judged at `now`.
+    async fn write(&self, op: WriteOp, now: Timestamp) -> Result<Reply, StoreError> {
         let (reply, rx) = oneshot::channel();
         {
             let tx = self
@@ -185,8 +186,12 @@ impl SqliteStore {
                 .writer
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            tx.send(Job { op, reply })
-                .map_err(|_| unavailable("the SQLite writer thread has stopped"))?;
+            tx.send(Job {
+                op,
+                now: sql_millis(now),
+                reply,
+            })
+            .map_err(|_| unavailable("the SQLite writer thread has stopped"))?;
         }
         rx.await
             .map_err(|_| unavailable("the SQLite writer thread has stopped"))?
@@ -299,17 +304,25 @@ fn expect_count(r: Result<Reply, StoreError>) -> Result<u64, StoreError> {
 
 #[async_trait]
 impl SessionStore for SqliteStore {
-    async fn create(&self, key: &StorageKey, record: &Record) -> Result<(), StoreError> {
+    async fn create(
+        &self,
+        key: &StorageKey,
+        record: &Record,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
         expect_done(
-            self.write(WriteOp::Create {
-                key: *key,
-                row: Row::of(record),
-            })
+            self.write(
+                WriteOp::Create {
+                    key: *key,
+                    row: Row::of(record),
+                },
+                now,
+            )
             .await,
         )
     }
 
-    async fn load(&self, key: &StorageKey) -> Result<Option<Record>, StoreError> {
+    async fn load(&self, key: &StorageKey, now: Timestamp) -> Result<Option<Record>, StoreError> {
         let key = *key;
         self.read(move |conn| {
             let row: Option<(Vec<u8>, i64)> = conn
@@ -317,7 +330,7 @@ impl SessionStore for SqliteStore {
                     "SELECT record, idle_deadline FROM cloakroom_sessions WHERE key = ?1 AND expires_at > ?2",
                 )
                 .and_then(|mut s| {
-                    s.query_row(params![&key.0[..], sql_now()], |r| Ok((r.get(0)?, r.get(1)?)))
+                    s.query_row(params![&key.0[..], sql_millis(now)], |r| Ok((r.get(0)?, r.get(1)?)))
                         .optional()
                 })
                 .map_err(unavailable)?;
@@ -331,29 +344,41 @@ impl SessionStore for SqliteStore {
         key: &StorageKey,
         record: &Record,
         expected_version: u64,
+        now: Timestamp,
     ) -> Result<(), StoreError> {
         expect_done(
-            self.write(WriteOp::Save {
-                key: *key,
-                row: Row::of(record),
-                expected: sql_version(expected_version),
-            })
+            self.write(
+                WriteOp::Save {
+                    key: *key,
+                    row: Row::of(record),
+                    expected: sql_version(expected_version),
+                },
+                now,
+            )
             .await,
         )
     }
 
-    async fn touch(&self, key: &StorageKey, idle_deadline: Timestamp) -> Result<(), StoreError> {
+    async fn touch(
+        &self,
+        key: &StorageKey,
+        idle_deadline: Timestamp,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
         expect_done(
-            self.write(WriteOp::Touch {
-                key: *key,
-                idle_deadline: sql_millis(idle_deadline),
-            })
+            self.write(
+                WriteOp::Touch {
+                    key: *key,
+                    idle_deadline: sql_millis(idle_deadline),
+                },
+                now,
+            )
             .await,
         )
     }
 
-    async fn delete(&self, key: &StorageKey) -> Result<(), StoreError> {
-        expect_done(self.write(WriteOp::Delete { key: *key }).await)
+    async fn delete(&self, key: &StorageKey, now: Timestamp) -> Result<(), StoreError> {
+        expect_done(self.write(WriteOp::Delete { key: *key }, now).await)
     }
 
     async fn rotate(
@@ -361,18 +386,26 @@ impl SessionStore for SqliteStore {
         old_key: &StorageKey,
         new_key: &StorageKey,
         record: &Record,
+        now: Timestamp,
     ) -> Result<(), StoreError> {
         expect_done(
-            self.write(WriteOp::Rotate {
-                old: *old_key,
-                new: *new_key,
-                row: Row::of(record),
-            })
+            self.write(
+                WriteOp::Rotate {
+                    old: *old_key,
+                    new: *new_key,
+                    row: Row::of(record),
+                },
+                now,
+            )
             .await,
         )
     }
 
-    async fn list_by_user(&self, user: &str) -> Result<Vec<UserSession>, StoreError> {
+    async fn list_by_user(
+        &self,
+        user: &str,
+        now: Timestamp,
+    ) -> Result<Vec<UserSession>, StoreError> {
         let user = user.to_owned();
         self.read(move |conn| {
             let mut stmt = conn
@@ -382,7 +415,7 @@ impl SessionStore for SqliteStore {
                 )
                 .map_err(unavailable)?;
             let rows = stmt
-                .query_map(params![user, sql_now()], |r| {
+                .query_map(params![user, sql_millis(now)], |r| {
                     Ok((
                         r.get::<_, Vec<u8>>(0)?,
                         r.get::<_, Vec<u8>>(1)?,
@@ -407,12 +440,16 @@ impl SessionStore for SqliteStore {
         &self,
         user: &str,
         except: Option<&StorageKey>,
+        now: Timestamp,
     ) -> Result<u64, StoreError> {
         expect_count(
-            self.write(WriteOp::DeleteByUser {
-                user: user.to_owned(),
-                except: except.copied(),
-            })
+            self.write(
+                WriteOp::DeleteByUser {
+                    user: user.to_owned(),
+                    except: except.copied(),
+                },
+                now,
+            )
             .await,
         )
     }
@@ -422,11 +459,11 @@ impl SessionStore for SqliteStore {
         true
     }
 
-    async fn delete_expired(&self) -> Result<u64, StoreError> {
+    async fn delete_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
         // One transaction of the writer per batch: the requests queued
         // behind it commit in between.
-        reap_in_batches(&mut self.clone(), |store| {
-            Box::pin(async move { expect_count(store.write(WriteOp::ReapBatch).await) })
+        reap_in_batches(&mut self.clone(), move |store| {
+            Box::pin(async move { expect_count(store.write(WriteOp::ReapBatch, now).await) })
         })
         .await
     }

@@ -9,7 +9,6 @@ use tokio::sync::oneshot;
 
 use crate::id::StorageKey;
 use crate::store::StoreError;
-use crate::store::kit::sql_now;
 
 use super::unavailable;
 use crate::store::sql::{REAP_BATCH, Row};
@@ -53,6 +52,8 @@ pub(super) enum Reply {
 
 pub(super) struct Job {
     pub(super) op: WriteOp,
+    /// The caller's "now", in milliseconds: what the job judges liveness by.
+    pub(super) now: i64,
     pub(super) reply: oneshot::Sender<Result<Reply, StoreError>>,
 }
 
@@ -76,10 +77,9 @@ fn run_batch(conn: &mut Connection, batch: Vec<Job>) {
     let n = batch.len();
     let results: Result<Vec<Result<Reply, StoreError>>, rusqlite::Error> = (|| {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let now = sql_now();
         let mut out = Vec::with_capacity(n);
         for job in &batch {
-            out.push(apply(&tx, &job.op, now)?);
+            out.push(apply(&tx, &job.op, job.now)?);
         }
         tx.commit()?;
         Ok(out)
