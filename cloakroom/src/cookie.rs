@@ -368,7 +368,7 @@ impl fmt::Debug for CookieLookup<'_> {
 /// cookie whose own value is not visible ASCII is [`CookieLookup::Malformed`].
 ///
 /// ```
-/// use cloakroom::cookie::{find_cookie, CookieLookup};
+/// use cloakroom::{find_cookie, CookieLookup};
 /// use http::{HeaderMap, HeaderValue, header::COOKIE};
 ///
 /// let mut h = HeaderMap::new();

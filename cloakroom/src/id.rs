@@ -20,9 +20,6 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-/// Length in characters of an encoded [`SessionId`].
-pub const ENCODED_LEN: usize = 43;
-
 /// A session ID as it travels in the cookie.
 ///
 /// ```
@@ -45,7 +42,7 @@ pub struct SessionId {
 #[non_exhaustive]
 pub enum InvalidId {
     /// The value is not exactly 43 characters long.
-    #[error("session id must be exactly {ENCODED_LEN} characters")]
+    #[error("session id must be exactly {} characters", SessionId::ENCODED_LEN)]
     Length,
     /// The value holds a character outside the base64url alphabet, or its
     /// final character carries bits a real encoding never sets.
@@ -54,6 +51,9 @@ pub enum InvalidId {
 }
 
 impl SessionId {
+    /// Length in characters of an encoded session ID.
+    pub const ENCODED_LEN: usize = 43;
+
     /// Draws a new ID from the operating system's CSPRNG.
     ///
     /// # Panics
@@ -87,7 +87,7 @@ impl SessionId {
     /// characters. The check runs before any store call (S5).
     pub fn parse(text: &str) -> Result<Self, InvalidId> {
         // Length first, so a 10 KB cookie costs one comparison.
-        if text.len() != ENCODED_LEN {
+        if text.len() != Self::ENCODED_LEN {
             return Err(InvalidId::Length);
         }
         let mut bytes = [0u8; 32];

@@ -52,27 +52,33 @@ mod readme {}
 
 pub mod client_side;
 mod config;
-pub mod cookie;
+mod cookie;
 pub mod crypto;
-pub mod expiry;
+mod expiry;
 #[cfg(feature = "axum")]
 mod extract;
-pub mod id;
-pub mod layer;
-pub mod record;
+mod id;
+mod layer;
+mod record;
 mod session;
 pub mod store;
 mod value;
 
 pub use config::{ConfigError, FailureResponder, OnStoreFailure};
-pub use cookie::{CookieConfig, SameSite};
+pub use cookie::{
+    CookieConfig, CookieConfigError, CookieError, CookieLookup, MAX_COOKIE_BYTES, SameSite,
+    find_cookie,
+};
 #[cfg(any(test, feature = "test-util"))]
 pub use expiry::MockClock;
-pub use expiry::{Clock, Expiry, SystemClock, Timestamp};
+pub use expiry::{Clock, Expiry, MAX_COOKIE_AGE, SystemClock, Timestamp};
 #[cfg(feature = "axum")]
 pub use extract::{MissingSessionLayer, SessionData};
-pub use id::{SessionId, StorageKey};
+pub use id::{InvalidId, LogTag, SessionId, StorageKey};
 pub use layer::{ResponseFuture, SessionLayer, SessionService, StoreFailure};
-pub use record::Record;
+pub use record::{
+    DecodeError, Device, EncodeError, MAX_RECORD_BYTES, MAX_RECORD_ENTRIES, MAX_VALUE_DEPTH,
+    MAX_VALUE_NAME_BYTES, RECORD_FORMAT_VERSION, Record, decode_value, encode_value,
+};
 pub use session::{LoginOptions, MAX_USER_BYTES, Session, SessionError, SessionInfo};
 pub use value::SessionValue;

@@ -35,13 +35,13 @@ use serde::de::DeserializeOwned;
 use crate::expiry::Timestamp;
 
 /// Current record format version, the first byte of every encoded record.
-pub const FORMAT_VERSION: u8 = 1;
+pub const RECORD_FORMAT_VERSION: u8 = 1;
 /// Largest encoded record accepted by [`Record::decode`]: 1 MiB.
 pub const MAX_RECORD_BYTES: usize = 1 << 20;
 /// Longest value name (the key of `insert`/`get`), in bytes.
-pub const MAX_NAME_BYTES: usize = 256;
+pub const MAX_VALUE_NAME_BYTES: usize = 256;
 /// Most entries in one record.
-pub const MAX_ENTRIES: usize = 4096;
+pub const MAX_RECORD_ENTRIES: usize = 4096;
 /// Deepest nesting a stored value may have when decoded.
 pub const MAX_VALUE_DEPTH: usize = 64;
 const MAX_TEXT_BYTES: usize = 1024;
@@ -135,8 +135,8 @@ pub enum DecodeError {
     /// A value does not deserialize into the requested type.
     #[error("value does not match the requested type: {0}")]
     Value(String),
-    /// A stored name is empty or longer than [`MAX_NAME_BYTES`].
-    #[error("record keys must be 1 to {MAX_NAME_BYTES} bytes long")]
+    /// A stored name is empty or longer than [`MAX_VALUE_NAME_BYTES`].
+    #[error("record keys must be 1 to {MAX_VALUE_NAME_BYTES} bytes long")]
     InvalidKey,
 }
 
@@ -144,8 +144,8 @@ pub enum DecodeError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum EncodeError {
-    /// The name is empty or longer than [`MAX_NAME_BYTES`].
-    #[error("value names must be 1 to {MAX_NAME_BYTES} bytes long")]
+    /// The name is empty or longer than [`MAX_VALUE_NAME_BYTES`].
+    #[error("value names must be 1 to {MAX_VALUE_NAME_BYTES} bytes long")]
     InvalidName,
     /// The value cannot be serialized.
     #[error("value cannot be encoded: {0}")]
@@ -213,7 +213,7 @@ impl Record {
     /// # Errors
     ///
     /// [`DecodeError::InvalidKey`] for an empty key or one over
-    /// [`MAX_NAME_BYTES`]; the record is unchanged.
+    /// [`MAX_VALUE_NAME_BYTES`]; the record is unchanged.
     pub fn insert_raw(&mut self, key: String, value: Bytes) -> Result<(), EncodeError> {
         check_name(&key)?;
         self.data.insert(Key(Bytes::from(key)), value);
@@ -270,7 +270,7 @@ impl Record {
     pub fn encode(&self) -> Bytes {
         let data_len: usize = self.data.iter().map(|(k, v)| 6 + k.0.len() + v.len()).sum();
         let mut out = BytesMut::with_capacity(64 + data_len);
-        out.put_u8(FORMAT_VERSION);
+        out.put_u8(RECORD_FORMAT_VERSION);
         out.put_u64(self.version);
         out.put_u64(self.created_at.as_millis());
         out.put_u64(self.idle_deadline.as_millis());
@@ -348,7 +348,7 @@ impl Record {
         }
         let mut r = Reader { buf: bytes.clone() };
         let format = r.u8()?;
-        if format != FORMAT_VERSION {
+        if format != RECORD_FORMAT_VERSION {
             return Err(DecodeError::UnknownVersion(format));
         }
         let version = r.u64()?;
@@ -369,13 +369,13 @@ impl Record {
         let user_agent = (flags & FLAG_UA != 0).then(|| r.text()).transpose()?;
         let ip = (flags & FLAG_IP != 0).then(|| r.text()).transpose()?;
         let count = r.u32()? as usize;
-        if count > MAX_ENTRIES {
+        if count > MAX_RECORD_ENTRIES {
             return Err(DecodeError::Malformed("too many entries"));
         }
         let mut data = BTreeMap::new();
         for _ in 0..count {
             let klen = usize::from(r.u16()?);
-            if klen == 0 || klen > MAX_NAME_BYTES {
+            if klen == 0 || klen > MAX_VALUE_NAME_BYTES {
                 return Err(DecodeError::Malformed("key length out of range"));
             }
             // The key shares the record's buffer: no copy, no allocation.
@@ -409,7 +409,7 @@ impl Record {
 }
 
 fn check_name(name: &str) -> Result<(), EncodeError> {
-    if name.is_empty() || name.len() > MAX_NAME_BYTES {
+    if name.is_empty() || name.len() > MAX_VALUE_NAME_BYTES {
         return Err(EncodeError::InvalidName);
     }
     Ok(())
@@ -516,7 +516,7 @@ pub fn decode_value<T: DeserializeOwned>(raw: &[u8]) -> Result<T, DecodeError> {
 ///
 /// [`DecodeError::Value`] when the value nests too deep (or is not
 /// MessagePack).
-pub fn check_value_depth(raw: &[u8]) -> Result<(), DecodeError> {
+pub(crate) fn check_value_depth(raw: &[u8]) -> Result<(), DecodeError> {
     decode_value::<serde::de::IgnoredAny>(raw).map(drop)
 }
 

@@ -6,9 +6,9 @@ mod support;
 
 use axum::body::Body;
 use axum::http::{HeaderValue, Request};
-use cloakroom::cookie::{CookieConfigError, CookieLookup, find_cookie};
 use cloakroom::store::MemoryStore;
 use cloakroom::{CookieConfig, SessionLayer};
+use cloakroom::{CookieConfigError, CookieLookup, find_cookie};
 use http::HeaderMap;
 use proptest::prelude::*;
 use support::{app_with, send, send_req};

@@ -355,7 +355,7 @@ async fn d4_writes_after_a_failed_logout_are_not_saved() {
 // at would save sessions that are then lost on their next load.
 #[test]
 fn d11_a_record_limit_above_the_readable_size_is_refused() {
-    let too_big = cloakroom::record::MAX_RECORD_BYTES + 1;
+    let too_big = cloakroom::MAX_RECORD_BYTES + 1;
     let built = SessionLayer::new(MemoryStore::new())
         .with_max_record_bytes(too_big)
         .build();

@@ -9,10 +9,10 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::http::header::COOKIE;
 use axum::http::{HeaderMap, HeaderValue};
-use cloakroom::cookie::{CookieLookup, MAX_COOKIE_BYTES, find_cookie};
-use cloakroom::expiry::MAX_COOKIE_AGE;
-use cloakroom::record::{Device, decode_value};
+use cloakroom::MAX_COOKIE_AGE;
 use cloakroom::{CookieConfig, Record, SameSite, SessionId, Timestamp};
+use cloakroom::{CookieLookup, MAX_COOKIE_BYTES, find_cookie};
+use cloakroom::{Device, decode_value};
 use proptest::prelude::*;
 
 // ---------------------------------------------------------------------------
@@ -594,7 +594,7 @@ proptest! {
     #[test]
     fn record_decode_arbitrary_bytes(mut raw in prop::collection::vec(any::<u8>(), 0..256), versioned in any::<bool>()) {
         if versioned {
-            raw.insert(0, cloakroom::record::FORMAT_VERSION);
+            raw.insert(0, cloakroom::RECORD_FORMAT_VERSION);
         }
         check_decoded_is_stable(Bytes::from(raw))?;
     }

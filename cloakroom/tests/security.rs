@@ -345,7 +345,7 @@ fn s12_oversized_cookie_is_a_typed_error() {
     let too_big = "a".repeat(4096);
     assert_eq!(
         c.set_cookie(&too_big, None, Timestamp::now()),
-        Err(cloakroom::cookie::CookieError::TooLarge(4097))
+        Err(cloakroom::CookieError::TooLarge(4097))
     );
 }
 

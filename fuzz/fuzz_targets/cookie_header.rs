@@ -4,7 +4,7 @@
 #![no_main]
 
 use cloakroom::SessionId;
-use cloakroom::cookie::{CookieLookup, find_cookie};
+use cloakroom::{CookieLookup, find_cookie};
 use http::header::COOKIE;
 use http::{HeaderMap, HeaderValue};
 use libfuzzer_sys::fuzz_target;

@@ -9,7 +9,7 @@
 use std::collections::HashSet;
 use std::time::{Duration, UNIX_EPOCH};
 
-use cloakroom::expiry::MAX_COOKIE_AGE;
+use cloakroom::MAX_COOKIE_AGE;
 use cloakroom::{CookieConfig, Timestamp};
 use cookie::Cookie;
 use libfuzzer_sys::fuzz_target;

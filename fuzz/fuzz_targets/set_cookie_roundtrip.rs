@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use cloakroom::cookie::{CookieLookup, find_cookie};
+use cloakroom::{CookieLookup, find_cookie};
 use cloakroom::{CookieConfig, Timestamp};
 use http::header::COOKIE;
 use http::{HeaderMap, HeaderValue};

@@ -16,7 +16,7 @@ use super::state::State;
 use super::visitor::{Presented, Visitor};
 use crate::expiry::Timestamp;
 use crate::id::StorageKey;
-use crate::record::{self, MAX_NAME_BYTES};
+use crate::record::{self, MAX_VALUE_NAME_BYTES};
 
 /// Longest principal `login` accepts.
 pub const MAX_USER_BYTES: usize = 1024;
@@ -297,7 +297,7 @@ impl Session {
 fn check_key(key: &str) -> Result<(), SessionError> {
     // Keys starting with a control character are reserved for cloakroom's
     // own bookkeeping (the tiered store's cache marker).
-    if key.is_empty() || key.len() > MAX_NAME_BYTES || key.starts_with(char::is_control) {
+    if key.is_empty() || key.len() > MAX_VALUE_NAME_BYTES || key.starts_with(char::is_control) {
         return Err(SessionError::InvalidKey);
     }
     Ok(())
