@@ -41,17 +41,17 @@ fn random_prefix() -> String {
 }
 
 async fn single_store() -> Result<RedisStore, StoreError> {
-    Ok(RedisStore::connect(&redis_url())
+    RedisStore::connect(&redis_url())
         .await?
-        .with_prefix(random_prefix()))
+        .with_prefix(random_prefix())
 }
 
 async fn cluster_store() -> Result<RedisStore, StoreError> {
     let urls = cluster_urls();
     let urls: Vec<&str> = urls.iter().map(String::as_str).collect();
-    Ok(RedisStore::connect_cluster(&urls)
+    RedisStore::connect_cluster(&urls)
         .await?
-        .with_prefix(random_prefix()))
+        .with_prefix(random_prefix())
 }
 
 mod single_server {

@@ -337,7 +337,9 @@ async fn redis_cache() -> Option<Arc<dyn SessionStore>> {
         &SessionId::generate().storage_key().to_hex()[..16]
     );
     match cloakroom::store::RedisStore::connect(&support::services::redis_url()).await {
-        Ok(store) => Some(Arc::new(store.with_prefix(prefix))),
+        Ok(store) => Some(Arc::new(
+            store.with_prefix(prefix).expect("a brace-free prefix"),
+        )),
         Err(e) => {
             cloakroom::store::conformance::skip_service("redis", &e);
             None

@@ -63,7 +63,8 @@ impl RedisStoreBuilder {
 
     /// Sets the prefix of every key the store writes (default
     /// [`RedisStore::DEFAULT_PREFIX`]). Stores with different prefixes share
-    /// a server without seeing each other's sessions.
+    /// a server without seeing each other's sessions. `connect` refuses a
+    /// prefix [`RedisStore::with_prefix`] would refuse.
     pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
         self
@@ -89,8 +90,10 @@ impl RedisStoreBuilder {
     ///
     /// [`StoreError::Unavailable`] if the server (or no cluster node) can be
     /// reached, or refuses the credentials; [`StoreError::Other`] for a
-    /// malformed URL or an empty list of cluster nodes.
+    /// malformed URL, an empty list of cluster nodes or a prefix holding a
+    /// brace.
     pub async fn connect(self) -> Result<RedisStore, StoreError> {
+        super::check_prefix(&self.prefix)?;
         let client =
             Client::connect(&self.target, self.response_timeout, self.connection_timeout).await?;
         Ok(RedisStore {

@@ -49,7 +49,7 @@ const BACKEND: &str = "redis";
 ///
 /// let store = RedisStore::connect("redis://127.0.0.1:6379/")
 ///     .await?
-///     .with_prefix("myapp:sessions:");
+///     .with_prefix("myapp:sessions:")?;
 /// let layer = SessionLayer::new(store);
 ///
 /// let cluster = RedisStore::connect_cluster(&[
@@ -225,10 +225,17 @@ impl RedisStore {
     /// This store with every key under `prefix` instead of
     /// [`DEFAULT_PREFIX`](Self::DEFAULT_PREFIX). The connection is shared
     /// with `self`'s clones.
-    #[must_use]
-    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.prefix = Arc::from(prefix.into());
-        self
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Other`] if `prefix` holds `{` or `}`: on a cluster a
+    /// hash tag in the prefix would put every session and index in one
+    /// slot, on one node.
+    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Result<Self, StoreError> {
+        let prefix = prefix.into();
+        check_prefix(&prefix)?;
+        self.prefix = Arc::from(prefix);
+        Ok(self)
     }
 
     /// The key prefix.
@@ -250,6 +257,17 @@ impl RedisStore {
     fn index_key(&self, user: &str) -> String {
         format!("{}u:{user}", self.prefix)
     }
+}
+
+/// Refuses a key prefix with a brace (a cluster hash tag).
+fn check_prefix(prefix: &str) -> Result<(), StoreError> {
+    if prefix.contains(['{', '}']) {
+        return Err(StoreError::other_in(
+            BACKEND,
+            "Redis key prefix must not hold `{` or `}` (a hash tag would put every session in one cluster slot)",
+        ));
+    }
+    Ok(())
 }
 
 #[async_trait]
@@ -347,5 +365,20 @@ impl SessionStore for RedisStore {
         // Redis expires sessions natively and every index prunes and expires
         // itself (type docs): nothing is left that is cheap to find.
         Ok(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_prefix;
+
+    #[test]
+    fn prefixes_with_a_hash_tag_are_refused() {
+        assert!(check_prefix("cloakroom:").is_ok());
+        assert!(check_prefix("").is_ok());
+        for bad in ["{app}:", "app{", "app}:"] {
+            let e = check_prefix(bad).expect_err(bad);
+            assert!(e.to_string().contains("hash tag"), "{e}");
+        }
     }
 }
