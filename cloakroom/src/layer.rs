@@ -74,8 +74,6 @@ pub struct StoreFailure(pub Arc<StoreError>);
 #[must_use]
 pub struct SessionLayer {
     ctx: Arc<Context>,
-    /// Whether the configuration was checked since the last setter.
-    checked: bool,
 }
 
 impl std::fmt::Debug for SessionLayer {
@@ -117,20 +115,15 @@ impl SessionLayer {
     fn over(config: SessionConfig, engine: Engine) -> Self {
         Self {
             ctx: Arc::new(Context::new(config, engine)),
-            checked: false,
         }
     }
 
-    /// Applies `f` to the configuration (copying it if a clone of this
-    /// layer shares it).
+    /// Applies `f` to the configuration, copying it (unchecked) first: a
+    /// clone of this layer may share the current one.
     fn configure(mut self, f: impl FnOnce(&mut Context)) -> Self {
-        if Arc::get_mut(&mut self.ctx).is_none() {
-            self.ctx = Arc::new(self.ctx.duplicate());
-        }
-        if let Some(ctx) = Arc::get_mut(&mut self.ctx) {
-            f(ctx);
-        }
-        self.checked = false;
+        let mut ctx = self.ctx.duplicate();
+        f(&mut ctx);
+        self.ctx = Arc::new(ctx);
         self
     }
 
@@ -194,9 +187,10 @@ impl SessionLayer {
     /// [`ConfigError`] for a cookie browsers would drop (S10), impossible
     /// timeouts, a record limit above what can be read back, or
     /// client-side revocation on a volatile store.
-    pub fn build(mut self) -> Result<Self, ConfigError> {
+    pub fn build(self) -> Result<Self, ConfigError> {
         self.ctx.validate()?;
-        self.checked = true;
+        // Logs the insecure-cookie warning, once.
+        let _ = self.ctx.check();
         Ok(self)
     }
 }
@@ -209,9 +203,7 @@ impl<S> Layer<S> for SessionLayer {
     /// If the configuration is invalid and [`SessionLayer::build`] was not
     /// called to report it: a misconfigured layer never serves a request.
     fn layer(&self, inner: S) -> Self::Service {
-        if !self.checked
-            && let Err(e) = self.ctx.validate()
-        {
+        if let Some(e) = self.ctx.check() {
             panic!(
                 "invalid session layer configuration: {e} (SessionLayer::build reports this as an error)"
             );

@@ -364,3 +364,42 @@ fn d11_a_record_limit_above_the_readable_size_is_refused() {
         "{built:?}"
     );
 }
+
+// The same mistake in a layer applied without `build()`: it never serves a
+// request (one layer object, checked when applied).
+#[test]
+#[should_panic(expected = "invalid session layer configuration")]
+fn an_unbuilt_invalid_layer_refuses_to_be_applied() {
+    let layer = SessionLayer::new(MemoryStore::new())
+        .with_max_record_bytes(cloakroom::MAX_RECORD_BYTES + 1);
+    let _app: Router = Router::new()
+        .route("/", axum::routing::get(|| async { "never served" }))
+        .layer(layer);
+}
+
+// A valid layer applied without `build()` works, and a clone configured
+// afterwards leaves the original as it was.
+#[tokio::test]
+async fn an_unbuilt_valid_layer_serves_and_clones_configure_apart() {
+    let base = SessionLayer::new(MemoryStore::new());
+    let strict = base.clone().with_max_value_bytes(4);
+    let write = |layer: SessionLayer| {
+        Router::new()
+            .route(
+                "/",
+                axum::routing::post(|s: Session| async move {
+                    s.insert("k", &"a value longer than four bytes").await?;
+                    Ok::<_, SessionError>("stored")
+                }),
+            )
+            .layer(layer)
+    };
+    assert_eq!(
+        send(&write(base), "POST", "/", None).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(&write(strict), "POST", "/", None).await.status,
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
+}

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{EpochCache, EpochCheck};
+use super::epochs::{EpochCache, EpochCheck};
 use crate::expiry::Timestamp;
 use crate::store::{MemoryStore, SessionStore};
 

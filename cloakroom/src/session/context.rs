@@ -25,8 +25,10 @@ pub(crate) enum Engine {
 pub(crate) struct Context {
     pub(crate) config: SessionConfig,
     pub(crate) engine: Engine,
-    /// The insecure-cookie warning is logged once per layer.
-    warned: std::sync::Once,
+    /// The outcome of [`Context::validate`], kept for [`Context::check`]:
+    /// axum applies a layer again for every request to a route whose state
+    /// is filled in late, so the check must cost nothing the second time.
+    checked: std::sync::OnceLock<Option<String>>,
 }
 
 impl Context {
@@ -34,7 +36,7 @@ impl Context {
         Self {
             config,
             engine,
-            warned: std::sync::Once::new(),
+            checked: std::sync::OnceLock::new(),
         }
     }
 
@@ -68,16 +70,24 @@ impl Context {
         {
             return Err(ConfigError::VolatileRevocationStore);
         }
-        self.config.validate()?;
-        if self.config.cookie.is_insecure_dev() {
-            self.warned.call_once(|| {
-                tracing::warn!(
-                    cookie = self.config.cookie.name(),
-                    "session cookie is NOT Secure: development over plain HTTP only; never run this in production"
-                );
-            });
-        }
-        Ok(())
+        self.config.validate()
+    }
+
+    /// Why the configuration is invalid, if it is; checked (and the
+    /// insecure-cookie warning logged) once per context.
+    pub(crate) fn check(&self) -> Option<&str> {
+        self.checked
+            .get_or_init(|| {
+                let outcome = self.validate().err().map(|e| e.to_string());
+                if outcome.is_none() && self.config.cookie.is_insecure_dev() {
+                    tracing::warn!(
+                        cookie = self.config.cookie.name(),
+                        "session cookie is NOT Secure: development over plain HTTP only; never run this in production"
+                    );
+                }
+                outcome
+            })
+            .as_deref()
     }
 }
 
