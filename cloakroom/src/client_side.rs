@@ -425,4 +425,4 @@ mod epochs;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use epochs::{EpochCache, EpochCheck};
+pub(crate) use epochs::{EPOCH_LIFE, EpochCache, EpochCheck, epoch_floor};

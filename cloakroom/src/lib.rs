@@ -62,6 +62,8 @@ mod layer;
 mod record;
 mod session;
 pub mod store;
+#[cfg(feature = "jwt")]
+pub mod token;
 mod value;
 
 pub use config::{ConfigError, FailureResponder, OnStoreFailure};

@@ -28,7 +28,7 @@ impl EpochCache {
 
     /// The store key of a user's epoch: a hash, so it can never collide
     /// with a session's storage key (those are hashes of random IDs).
-    fn key(user: &str) -> StorageKey {
+    pub(crate) fn key(user: &str) -> StorageKey {
         use sha2::{Digest, Sha256};
         let mut h = Sha256::new();
         h.update(b"cloakroom/epoch/v1\0");
@@ -174,7 +174,7 @@ impl EpochCache {
 
 /// How long an epoch record lives: longer than every session it can revoke
 /// (cookies last at most 400 days).
-const EPOCH_LIFE: Duration = Duration::from_secs(400 * 24 * 3600);
+pub(crate) const EPOCH_LIFE: Duration = Duration::from_secs(400 * 24 * 3600);
 
 /// The lowest epoch a record may be given now: the wall clock in
 /// microseconds. Every epoch is set to at least the clock, and each bump
@@ -186,7 +186,7 @@ const EPOCH_LIFE: Duration = Duration::from_secs(400 * 24 * 3600);
 /// configured [`Clock`]: it decides no expiry, and its guarantee (above
 /// every epoch ever set, in any process, before a loss) needs real time; a
 /// mock clock only ever runs ahead of it, which keeps epochs growing.
-fn epoch_floor() -> u64 {
+pub(crate) fn epoch_floor() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(1, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
