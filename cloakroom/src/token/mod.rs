@@ -59,17 +59,26 @@
 
 mod claims;
 mod error;
+#[cfg(feature = "axum")]
+mod extract;
 mod jws;
 mod keys;
 mod refresh;
 mod revocation;
+mod revoke;
 mod sessions;
 #[cfg(test)]
 mod tests;
+mod transport;
 
 pub use claims::{AccessClaims, Audience, NoClaims};
 pub use error::{Rejection, TokenError};
+#[cfg(feature = "axum")]
+pub use extract::{AccessToken, AccessTokenRejection, TokenLayer, TokenService};
 pub use jws::MAX_TOKEN_BYTES;
 pub use keys::{Algorithm, KeyState, MIN_HS256_SECRET_BYTES, TokenKey, TokenKeyError, TokenKeys};
 pub use refresh::REFRESH_TOKEN_PREFIX;
 pub use sessions::{TokenConfigError, TokenPair, TokenSessions};
+pub use transport::{
+    ACCESS_COOKIE, REFRESH_COOKIE, presented_access_token, presented_refresh_cookie,
+};
