@@ -79,6 +79,38 @@ pub use jws::MAX_TOKEN_BYTES;
 pub use keys::{Algorithm, KeyState, MIN_HS256_SECRET_BYTES, TokenKey, TokenKeyError, TokenKeys};
 pub use refresh::REFRESH_TOKEN_PREFIX;
 pub use sessions::{TokenConfigError, TokenPair, TokenSessions};
+/// Header, signature and claim decoding of `token` under `keys` at `now`,
+/// without the issuer, audience, time or revocation checks: the entry
+/// point of fuzz target F5, not an API (verify requests with
+/// [`TokenSessions::verify`]).
+///
+/// # Errors
+///
+/// The [`Rejection`].
+#[doc(hidden)]
+pub fn fuzz_decode(
+    keys: &TokenKeys,
+    token: &str,
+    now: crate::Timestamp,
+) -> Result<AccessClaims<serde_json::Map<String, serde_json::Value>>, Rejection> {
+    let payload = jws::verify(keys, token, now)?;
+    jws::from_json_once(&payload).map_err(|_| Rejection::BadClaims)
+}
+
+/// Signs `claims` under the current key of `keys`, as tokens are issued:
+/// for fuzz target F5, not an API.
+///
+/// # Errors
+///
+/// A claims value that does not serialize.
+#[doc(hidden)]
+pub fn fuzz_sign<C: serde::Serialize>(
+    keys: &TokenKeys,
+    claims: &C,
+) -> Result<String, serde_json::Error> {
+    jws::sign(keys, claims)
+}
+
 pub use transport::{
     ACCESS_COOKIE, REFRESH_COOKIE, presented_access_token, presented_refresh_cookie,
 };
