@@ -54,11 +54,11 @@ impl ApiError {
         }
     }
 
-    fn bad_request(message: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, message)
     }
 
-    fn unauthorized(message: &str) -> Self {
+    pub(crate) fn unauthorized(message: &str) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, message)
     }
 
@@ -151,7 +151,7 @@ where
     }
 }
 
-type ApiResult<T> = Result<T, ApiError>;
+pub(crate) type ApiResult<T> = Result<T, ApiError>;
 
 /// `GET /`: the demo page.
 pub(crate) async fn home() -> impl IntoResponse {
@@ -186,8 +186,8 @@ pub(crate) struct RegisterBody {
 
 #[derive(Deserialize)]
 pub(crate) struct LoginBody {
-    username: String,
-    password: String,
+    pub(crate) username: String,
+    pub(crate) password: String,
     #[serde(default)]
     remember_me: bool,
 }
@@ -231,41 +231,49 @@ pub(crate) async fn register(
     ))
 }
 
+/// Checks a username and password, answering 401 (the same for an unknown
+/// user and a wrong password) when they do not match.
+pub(crate) async fn check_credentials(
+    state: &AppState,
+    username: &str,
+    password: String,
+) -> ApiResult<()> {
+    // Over-long passwords are refused before hashing (no account can have
+    // one); everything else costs one Argon2 verification, whether or not
+    // the user exists, so timing does not reveal registered usernames.
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(ApiError::unauthorized(INVALID_CREDENTIALS));
+    }
+    let stored = if check_username(username).is_ok() {
+        state.users.password_hash(username).await?
+    } else {
+        None
+    };
+    let known_user = stored.is_some();
+    if !state.passwords.verify(stored, password).await? {
+        // The name as typed may hold a newline (a forged log line) or a
+        // password typed into the wrong field: only a registered name is
+        // logged as is, anything else as its keyed pseudonym.
+        if known_user {
+            tracing::info!(username, "sign-in refused: wrong password");
+        } else {
+            tracing::info!(
+                username_pseudonym = state.pseudonyms.of(username),
+                "sign-in refused: no such user"
+            );
+        }
+        return Err(ApiError::unauthorized(INVALID_CREDENTIALS));
+    }
+    Ok(())
+}
+
 /// `POST /api/login`.
 pub(crate) async fn login(
     State(state): State<AppState>,
     session: Session,
     JsonBody(body): JsonBody<LoginBody>,
 ) -> ApiResult<Json<Value>> {
-    // Over-long passwords are refused before hashing (no account can have
-    // one); everything else costs one Argon2 verification, whether or not
-    // the user exists, so timing does not reveal registered usernames.
-    if body.password.len() > MAX_PASSWORD_BYTES {
-        return Err(ApiError::unauthorized(INVALID_CREDENTIALS));
-    }
-    let stored = if check_username(&body.username).is_ok() {
-        state.users.password_hash(&body.username).await?
-    } else {
-        None
-    };
-    let known_user = stored.is_some();
-    if !state.passwords.verify(stored, body.password).await? {
-        // The name as typed may hold a newline (a forged log line) or a
-        // password typed into the wrong field: only a registered name is
-        // logged as is, anything else as its keyed pseudonym.
-        if known_user {
-            tracing::info!(
-                username = body.username.as_str(),
-                "sign-in refused: wrong password"
-            );
-        } else {
-            tracing::info!(
-                username_pseudonym = state.pseudonyms.of(&body.username),
-                "sign-in refused: no such user"
-            );
-        }
-        return Err(ApiError::unauthorized(INVALID_CREDENTIALS));
-    }
+    check_credentials(&state, &body.username, body.password).await?;
     session
         .login_with(
             body.username.clone(),

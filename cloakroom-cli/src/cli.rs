@@ -1,5 +1,5 @@
 //! The command line: `cloakroom [serve] [--addr ADDR] [--store STORE]
-//! [--secure-cookies] [--mode server|cookie] [--keys KEYS]`, and
+//! [--secure-cookies] [--mode server|cookie|token] [--keys KEYS]`, and
 //! `cloakroom keygen`.
 
 use std::net::SocketAddr;
@@ -63,6 +63,8 @@ pub enum ModeArg {
     Server,
     /// Client-side sessions: the record is sealed in the cookie.
     Cookie,
+    /// Token sessions: Bearer access tokens and rotating refresh tokens.
+    Token,
 }
 
 /// Options of the demo web app.
@@ -93,6 +95,14 @@ pub struct ServeArgs {
         default_value = "cloakroom-demo.keys"
     )]
     pub key_file: std::path::PathBuf,
+    /// Token mode's access-token signing key (an Ed25519 seed), created if
+    /// missing.
+    #[arg(
+        long,
+        env = "CLOAKROOM_SIGNING_KEY_FILE",
+        default_value = "cloakroom-demo.signing-key"
+    )]
+    pub signing_key_file: std::path::PathBuf,
 }
 
 impl Cli {
@@ -120,6 +130,11 @@ impl ServeArgs {
                 ModeArg::Cookie => SessionMode::Cookie {
                     keys: self.keys.clone(),
                     key_file: self.key_file.clone(),
+                },
+                ModeArg::Token => SessionMode::Token {
+                    keys: self.keys.clone(),
+                    key_file: self.key_file.clone(),
+                    signing_key_file: self.signing_key_file.clone(),
                 },
             },
             ..DemoOptions::default()

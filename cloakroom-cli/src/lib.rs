@@ -76,6 +76,7 @@ pub mod cli;
 mod log_safe;
 pub mod password;
 mod store_spec;
+mod token_api;
 pub mod users;
 
 pub use api::{
@@ -105,15 +106,27 @@ pub enum SessionMode {
         /// Used when `keys` is `None`: read, or created with mode 0600.
         key_file: PathBuf,
     },
+    /// Token sessions: signed access tokens (Bearer) over refresh-token
+    /// families kept in the session store.
+    Token {
+        /// Keys for refresh tokens, as for cookie mode.
+        keys: Option<String>,
+        /// Used when `keys` is `None`.
+        key_file: PathBuf,
+        /// The Ed25519 signing key's seed (base64url), read or created with
+        /// mode 0600.
+        signing_key_file: PathBuf,
+    },
 }
 
 impl SessionMode {
-    /// `"server"` or `"cookie"`.
+    /// `"server"`, `"cookie"` or `"token"`.
     #[must_use]
     pub fn name(&self) -> &'static str {
         match self {
             Self::Server => "server",
             Self::Cookie { .. } => "cookie",
+            Self::Token { .. } => "token",
         }
     }
 }
@@ -308,13 +321,24 @@ pub async fn build_app_with_stores(
     stores: Stores,
     opts: &DemoOptions,
 ) -> Result<(Router, DemoHandles), DemoError> {
+    if let SessionMode::Token {
+        keys,
+        key_file,
+        signing_key_file,
+    } = &opts.mode
+    {
+        return build_token_app(stores, opts, keys.as_deref(), key_file, signing_key_file).await;
+    }
     let cookie = if opts.secure_cookies {
         CookieConfig::default()
     } else {
         CookieConfig::default().with_insecure_http_for_development()
     };
     let layer = match &opts.mode {
-        SessionMode::Server => SessionLayer::new(stores.sessions.clone()),
+        // Token mode was built above.
+        SessionMode::Server | SessionMode::Token { .. } => {
+            SessionLayer::new(stores.sessions.clone())
+        }
         SessionMode::Cookie { keys, key_file } => {
             let keyring = load_keyring(keys.as_deref(), key_file)?;
             // Logout-everywhere and password changes bump a per-user epoch
@@ -370,6 +394,86 @@ pub async fn build_app_with_stores(
             _reaper: reaper,
         },
     ))
+}
+
+/// The demo in token mode: the token routes, the page and the health
+/// check; no session layer.
+async fn build_token_app(
+    stores: Stores,
+    opts: &DemoOptions,
+    keys: Option<&str>,
+    key_file: &Path,
+    signing_key_file: &Path,
+) -> Result<(Router, DemoHandles), DemoError> {
+    use cloakroom::token::{TokenKeys, TokenSessions};
+    let refresh_keys = load_keyring(keys, key_file)?;
+    let signing = load_signing_key(signing_key_file)?;
+    let store = stores.sessions.clone();
+    let durable = store.is_durable();
+    let tokens = TokenSessions::new(store, TokenKeys::new(signing), refresh_keys)
+        .with_issuer("cloakroom-demo")
+        .with_audience("cloakroom-demo");
+    let tokens = if durable {
+        tokens
+    } else {
+        tracing::warn!(
+            "the session store is not durable: refresh families and revocations are lost on restart"
+        );
+        tokens.with_volatile_store_accepted()
+    };
+    let tokens = tokens
+        .build()
+        .map_err(|e| DemoError::Keys(format!("token sessions: {e}")))?;
+    let concurrency = std::thread::available_parallelism().map_or(2, usize::from);
+    let state = api::AppState {
+        users: stores.users.clone(),
+        passwords: PasswordHasherPool::new(concurrency).await?,
+        pseudonyms: LogPseudonyms::random().map_err(|e| DemoError::Random(e.to_string()))?,
+    };
+    let router = token_api::router(tokens)
+        .route("/", get(api::home))
+        .route("/healthz", get(api::healthz))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(log_request))
+        .with_state(state);
+    let reaper = spawn_reaper(stores.sessions.clone(), opts.reap_interval);
+    Ok((
+        router,
+        DemoHandles {
+            stores,
+            _reaper: reaper,
+        },
+    ))
+}
+
+/// The access-token signing key: an Ed25519 seed in `path` (base64url),
+/// created (mode 0600) if missing.
+fn load_signing_key(path: &Path) -> Result<cloakroom::token::TokenKey, DemoError> {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let bad = |why: String| DemoError::Keys(format!("{}: {why}", path.display()));
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let seed: [u8; 32] = URL_SAFE_NO_PAD
+                .decode(text.trim())
+                .map_err(|e| bad(e.to_string()))?
+                .try_into()
+                .map_err(|_| bad("not a 32-byte Ed25519 seed".into()))?;
+            Ok(cloakroom::token::TokenKey::ed25519_from_seed(&seed))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+            getrandom::fill(&mut *seed).map_err(|e| DemoError::Random(e.to_string()))?;
+            write_private(path, &URL_SAFE_NO_PAD.encode(*seed))
+                .map_err(|e| bad(format!("cannot create: {e}")))?;
+            tracing::warn!(
+                file = %path.display(),
+                "created a new access-token signing key (mode 0600); keep it secret"
+            );
+            Ok(cloakroom::token::TokenKey::ed25519_from_seed(&seed))
+        }
+        Err(e) => Err(bad(format!("cannot read: {e}"))),
+    }
 }
 
 /// The keyring for cookie mode: from `keys` if given, else from `key_file`,
