@@ -340,3 +340,27 @@ mod redis_cluster {
     }
     token_scenarios!(connect());
 }
+
+/// A setter after `build` (or on a clone) needs `build` again, and never
+/// changes a clone already in use.
+#[tokio::test]
+async fn setters_rebuild_and_leave_clones_alone() {
+    let clock = MockClock::new();
+    let built = sessions(Arc::new(cloakroom::store::MemoryStore::new()), &clock);
+    let in_use = built.clone();
+    let changed = built.with_access_ttl(Duration::from_secs(60));
+    let err = changed.issue("alice").await.expect_err("unbuilt");
+    assert!(err.to_string().contains("build"), "{err}");
+    let changed = changed.build().unwrap();
+    assert_eq!(changed.issue("alice").await.unwrap().expires_in, 60);
+    assert_eq!(
+        in_use.issue("alice").await.unwrap().expires_in,
+        300,
+        "the clone is untouched"
+    );
+    let too_lax = in_use.clone().with_leeway(Duration::from_secs(61)).build();
+    assert!(matches!(
+        too_lax,
+        Err(cloakroom::token::TokenConfigError::Leeway)
+    ));
+}

@@ -54,6 +54,7 @@ pub enum TokenKeyError {
     Random(String),
 }
 
+#[derive(Clone)]
 enum Material {
     Ed25519(Box<ed25519_dalek::SigningKey>),
     Es256(Box<p256::ecdsa::SigningKey>),
@@ -61,6 +62,7 @@ enum Material {
 }
 
 /// One access-token signing key with its algorithm and `kid`.
+#[derive(Clone)]
 pub struct TokenKey {
     kid: String,
     material: Material,
@@ -273,7 +275,7 @@ pub enum KeyState {
 
 /// The access-token keys: exactly one current signer, any number of next
 /// and retired keys.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct TokenKeys {
     keys: Vec<(TokenKey, KeyState)>,
 }

@@ -153,9 +153,26 @@ impl TokenSessions {
         }
     }
 
+    /// Applies `f` to the configuration, copying it first if a clone
+    /// shares it (the copy is unbuilt: call [`build`](Self::build)).
     fn edit(mut self, f: impl FnOnce(&mut Inner)) -> Self {
+        if Arc::get_mut(&mut self.inner).is_none() {
+            let i = &self.inner;
+            self.inner = Arc::new(Inner {
+                store: i.store.clone(),
+                keys: i.keys.clone(),
+                refresh_keys: i.refresh_keys.clone(),
+                issuer: i.issuer.clone(),
+                audience: i.audience.clone(),
+                revocations: None,
+                clock: i.clock.clone(),
+                ..**i
+            });
+        }
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
             f(inner);
+            // Changed: checked again by `build`.
+            inner.revocations = None;
         }
         self
     }
@@ -257,7 +274,12 @@ impl TokenSessions {
             return Err(TokenConfigError::VolatileStore);
         }
         let revocations = Revocations::new(i.store.clone(), i.cache_for);
-        self = self.edit(|i| i.revocations = Some(revocations));
+        if Arc::get_mut(&mut self.inner).is_none() {
+            self = self.edit(|_| {});
+        }
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.revocations = Some(revocations);
+        }
         Ok(self)
     }
 
@@ -274,7 +296,9 @@ impl TokenSessions {
         self.inner
             .revocations
             .as_ref()
-            .ok_or_else(|| StoreError::other("TokenSessions used before build()"))
+            .ok_or_else(|| {
+                StoreError::other("token sessions used unbuilt: call TokenSessions::build after the last with_* setter")
+            })
     }
 
     /// Signs a user in on a new device: a new refresh family and its first
