@@ -57,11 +57,29 @@ impl UserState {
         Ok(())
     }
 
+    /// Whether this state revokes the token. Only the current epoch is
+    /// accepted: an older one was revoked, and a missing or lower stored
+    /// epoch means the record was lost (fail closed).
+    fn revokes(&self, token: &TokenIds<'_>, now: Timestamp) -> bool {
+        let now = now.as_millis();
+        let denied = |m: &BTreeMap<String, u64>, id: &str| m.get(id).is_some_and(|u| *u > now);
+        self.epoch != Some(token.ep)
+            || denied(&self.sids, token.sid)
+            || denied(&self.jtis, token.jti)
+    }
+
     fn prune(&mut self, now: Timestamp) {
         let now = now.as_millis();
         self.sids.retain(|_, until| *until > now);
         self.jtis.retain(|_, until| *until > now);
     }
+}
+
+/// What identifies a token for revocation: its epoch, device and ID.
+pub(crate) struct TokenIds<'a> {
+    pub(crate) ep: u64,
+    pub(crate) sid: &'a str,
+    pub(crate) jti: &'a str,
 }
 
 /// What is denied: a device or one token.
@@ -109,12 +127,14 @@ impl Revocations {
         cache.insert(user.to_owned(), (state, now));
     }
 
-    fn cached(&self, user: &str, now: Timestamp) -> Option<UserState> {
+    /// The verdict on a token from the cached state, when it is fresh and
+    /// not older than the token (judged under the lock, nothing copied).
+    fn judge_cached(&self, user: &str, token: &TokenIds<'_>, now: Timestamp) -> Option<bool> {
         let cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
         cache
             .get(user)
-            .filter(|(_, at)| now.since(*at) < self.ttl)
-            .map(|(s, _)| s.clone())
+            .filter(|(s, at)| now.since(*at) < self.ttl && s.epoch.is_some_and(|e| token.ep <= e))
+            .map(|(s, _)| s.revokes(token, now))
     }
 
     /// Whether a token of `user` with epoch `ep`, device `sid` and ID `jti`
@@ -123,28 +143,20 @@ impl Revocations {
     pub(crate) async fn is_revoked(
         &self,
         user: &str,
-        ep: u64,
-        sid: &str,
-        jti: &str,
+        token: &TokenIds<'_>,
         now: Timestamp,
     ) -> Result<bool, StoreError> {
-        let state = match self.cached(user, now) {
-            Some(s) if s.epoch.is_some_and(|e| ep <= e) => s,
-            _ => {
-                let state = self
-                    .load(user, now)
-                    .await?
-                    .map(|(_, s)| s)
-                    .unwrap_or_default();
-                self.remember(user, state.clone(), now);
-                state
-            }
-        };
-        let now_ms = now.as_millis();
-        let denied = |m: &BTreeMap<String, u64>, id: &str| m.get(id).is_some_and(|u| *u > now_ms);
-        // Only the current epoch is accepted: an older one was revoked, and
-        // a missing or lower stored epoch means the record was lost.
-        Ok(state.epoch != Some(ep) || denied(&state.sids, sid) || denied(&state.jtis, jti))
+        if let Some(verdict) = self.judge_cached(user, token, now) {
+            return Ok(verdict);
+        }
+        let state = self
+            .load(user, now)
+            .await?
+            .map(|(_, s)| s)
+            .unwrap_or_default();
+        let verdict = state.revokes(token, now);
+        self.remember(user, state, now);
+        Ok(verdict)
     }
 
     /// The epoch to issue tokens under, read from the store (never the

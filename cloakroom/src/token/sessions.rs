@@ -11,7 +11,7 @@ use super::error::{Rejection, TokenError};
 use super::jws;
 use super::keys::TokenKeys;
 use super::refresh::{self, Family, FamilyId};
-use super::revocation::Revocations;
+use super::revocation::{Revocations, TokenIds};
 use crate::crypto::Keyring;
 use crate::expiry::{Clock, SystemClock, Timestamp};
 use crate::record::Record;
@@ -529,7 +529,15 @@ impl TokenSessions {
         })?;
         let revoked = self
             .revocations()?
-            .is_revoked(&claims.sub, claims.ep, &claims.sid, &claims.jti, now)
+            .is_revoked(
+                &claims.sub,
+                &TokenIds {
+                    ep: claims.ep,
+                    sid: &claims.sid,
+                    jti: &claims.jti,
+                },
+                now,
+            )
             .await?;
         if revoked {
             return Err(Rejection::Revoked.into());
