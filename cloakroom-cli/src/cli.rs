@@ -33,7 +33,12 @@ pub enum Command {
     /// Run the demo web app.
     Serve(ServeArgs),
     /// Print a new random key for CLOAKROOM_KEYS (32 bytes, base64url).
-    Keygen,
+    Keygen {
+        /// Print a new Ed25519 access-token signing key instead: its seed
+        /// (for --signing-key-file) and its public JWK.
+        #[arg(long)]
+        jwk: bool,
+    },
     /// Delete expired sessions from a store now (the app's reaper does
     /// this periodically).
     Purge {
@@ -111,9 +116,8 @@ impl Cli {
     pub fn into_serve_args(self) -> ServeArgs {
         match self.command {
             Some(Command::Serve(args)) => args,
-            Some(Command::Keygen | Command::Purge { .. } | Command::StoreBench { .. }) | None => {
-                self.serve
-            }
+            Some(Command::Keygen { .. } | Command::Purge { .. } | Command::StoreBench { .. })
+            | None => self.serve,
         }
     }
 }

@@ -12,12 +12,17 @@ use tracing_subscriber::EnvFilter;
 async fn main() -> ExitCode {
     // Bad arguments (such as an unknown --store) exit here with code 2.
     let cli = Cli::parse();
-    if matches!(cli.command, Some(Command::Keygen)) {
-        println!(
-            "{}",
-            cloakroom::crypto::MasterKey::generate().to_base64url()
-        );
-        return ExitCode::SUCCESS;
+    if let Some(Command::Keygen { jwk }) = cli.command {
+        return match admin::keygen(jwk) {
+            Ok(text) => {
+                println!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("cloakroom: {e}");
+                ExitCode::FAILURE
+            }
+        };
     }
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::fmt().with_env_filter(filter).init();
