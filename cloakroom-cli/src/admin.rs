@@ -160,6 +160,28 @@ async fn phase(
     })
 }
 
+/// `cloakroom keygen`: a new key-ring key (base64url); with `jwk`, a new
+/// Ed25519 access-token key as `{"seed", "jwk"}` (the seed for
+/// `--signing-key-file`, the public JWK for other verifiers).
+///
+/// # Errors
+///
+/// The OS random generator failing.
+pub fn keygen(jwk: bool) -> Result<String, String> {
+    if !jwk {
+        return Ok(cloakroom::crypto::MasterKey::generate().to_base64url());
+    }
+    use base64::Engine as _;
+    let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+    getrandom::fill(&mut *seed).map_err(|e| e.to_string())?;
+    let key = cloakroom::token::TokenKey::ed25519_from_seed(&seed);
+    let doc = serde_json::json!({
+        "seed": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(*seed),
+        "jwk": key.public_jwk(),
+    });
+    serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,26 +203,4 @@ mod tests {
         );
         assert_eq!(redact("redis://127.0.0.1/"), "redis://127.0.0.1/");
     }
-}
-
-/// `cloakroom keygen`: a new key-ring key (base64url); with `jwk`, a new
-/// Ed25519 access-token key as `{"seed", "jwk"}` (the seed for
-/// `--signing-key-file`, the public JWK for other verifiers).
-///
-/// # Errors
-///
-/// The OS random generator failing.
-pub fn keygen(jwk: bool) -> Result<String, String> {
-    if !jwk {
-        return Ok(cloakroom::crypto::MasterKey::generate().to_base64url());
-    }
-    use base64::Engine as _;
-    let mut seed = zeroize::Zeroizing::new([0u8; 32]);
-    getrandom::fill(&mut *seed).map_err(|e| e.to_string())?;
-    let key = cloakroom::token::TokenKey::ed25519_from_seed(&seed);
-    let doc = serde_json::json!({
-        "seed": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(*seed),
-        "jwk": key.public_jwk(),
-    });
-    serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())
 }
