@@ -364,3 +364,49 @@ async fn setters_rebuild_and_leave_clones_alone() {
         Err(cloakroom::token::TokenConfigError::Leeway)
     ));
 }
+
+/// A token verified before is re-checked on every use: after its key's
+/// retirement grace it is refused even though its signature was checked
+/// (and remembered) earlier; an edited copy is never taken for it.
+#[tokio::test]
+async fn remembered_tokens_still_follow_their_key_and_claims() {
+    let clock = MockClock::new();
+    let store: Arc<dyn SessionStore> = Arc::new(cloakroom::store::MemoryStore::new());
+    let refresh_keys = || Keyring::new(vec![MasterKey::from_bytes(&REFRESH_KEY).unwrap()]).unwrap();
+    let build = |keys: TokenKeys| {
+        TokenSessions::new(store.clone(), keys, refresh_keys())
+            .with_issuer("https://auth.test")
+            .with_audience("api.test")
+            .with_clock(clock.clone())
+            .with_volatile_store_accepted()
+            .build()
+            .unwrap()
+    };
+    let old = || TokenKey::ed25519_from_seed(&[1; 32]);
+    let issuer = build(TokenKeys::new(old()));
+    let grace_end = cloakroom::Clock::now(&clock).saturating_add(Duration::from_secs(120));
+    let verifier =
+        build(TokenKeys::new(TokenKey::ed25519_from_seed(&[2; 32])).with_retired(old(), grace_end));
+    let pair = issuer.issue(&user()).await.unwrap();
+    assert!(verifier.verify(&pair.access_token).await.is_ok());
+    assert!(
+        verifier.verify(&pair.access_token).await.is_ok(),
+        "again, remembered"
+    );
+    let mut edited = pair.access_token.clone();
+    edited.push('A');
+    assert!(verifier.verify(&edited).await.is_err());
+    clock.advance(Duration::from_secs(121));
+    assert_eq!(
+        rejected(verifier.verify(&pair.access_token).await),
+        Rejection::UnknownKey
+    );
+    // Claims are checked on every use too: an expired token stays refused.
+    let fresh = issuer.issue(&user()).await.unwrap();
+    assert!(issuer.verify(&fresh.access_token).await.is_ok());
+    clock.advance(Duration::from_secs(331));
+    assert_eq!(
+        rejected(issuer.verify(&fresh.access_token).await),
+        Rejection::Expired
+    );
+}

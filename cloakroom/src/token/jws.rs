@@ -59,6 +59,15 @@ pub(crate) fn sign<C: Serialize>(
 ///
 /// The [`Rejection`] saying what is wrong.
 pub(crate) fn verify(keys: &TokenKeys, token: &str, now: Timestamp) -> Result<Vec<u8>, Rejection> {
+    verify_naming_key(keys, token, now).map(|(payload, _)| payload)
+}
+
+/// [`verify`], also giving the `kid` that verified it.
+fn verify_naming_key(
+    keys: &TokenKeys,
+    token: &str,
+    now: Timestamp,
+) -> Result<(Vec<u8>, String), Rejection> {
     if token.len() > MAX_TOKEN_BYTES {
         return Err(Rejection::TooLarge);
     }
@@ -88,7 +97,56 @@ pub(crate) fn verify(keys: &TokenKeys, token: &str, now: Timestamp) -> Result<Ve
     if !key.verify(signing_input.as_bytes(), &sig) {
         return Err(Rejection::BadSignature);
     }
-    decode_part(p)
+    Ok((decode_part(p)?, header.kid))
+}
+
+/// Most tokens [`Verified`] remembers; when full it starts over.
+const MAX_VERIFIED: usize = 8192;
+
+/// Tokens whose signature verified recently, by their exact text. A token
+/// presented again skips the signature check (its bytes are the very ones
+/// that verified); its key is still looked up (a retired key's tokens stop
+/// at the end of its grace), and its claims are read and checked as on the
+/// first use. Bounded; nothing enters that did not verify.
+#[derive(Default)]
+pub(crate) struct Verified {
+    map: std::sync::Mutex<std::collections::HashMap<Box<str>, Remembered>>,
+}
+
+/// What a verified token left: the `kid` that verified it and its payload.
+type Remembered = (Box<str>, Vec<u8>);
+
+impl Verified {
+    /// The payload of `token`, verified now or recently.
+    ///
+    /// # Errors
+    ///
+    /// The [`Rejection`], as [`verify`].
+    pub(crate) fn verify(
+        &self,
+        keys: &TokenKeys,
+        token: &str,
+        now: Timestamp,
+    ) -> Result<Vec<u8>, Rejection> {
+        let lock = || {
+            self.map
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        if let Some((kid, payload)) = lock().get(token) {
+            if keys.verifier(kid, now).is_none() {
+                return Err(Rejection::UnknownKey);
+            }
+            return Ok(payload.clone());
+        }
+        let (payload, kid) = verify_naming_key(keys, token, now)?;
+        let mut map = lock();
+        if map.len() >= MAX_VERIFIED {
+            map.clear();
+        }
+        map.insert(token.into(), (kid.into(), payload.clone()));
+        Ok(payload)
+    }
 }
 
 fn decode_part(part: &str) -> Result<Vec<u8>, Rejection> {

@@ -106,6 +106,8 @@ pub(super) struct Inner {
     pub(super) cache_for: Duration,
     pub(super) volatile_accepted: bool,
     pub(super) revocations: Option<Revocations>,
+    /// Recently verified tokens (signature checks skipped on reuse).
+    pub(super) verified: jws::Verified,
 }
 
 impl std::fmt::Debug for TokenSessions {
@@ -149,6 +151,7 @@ impl TokenSessions {
                 cache_for: Duration::from_secs(5),
                 volatile_accepted: false,
                 revocations: None,
+                verified: jws::Verified::default(),
             }),
         }
     }
@@ -166,6 +169,7 @@ impl TokenSessions {
                 audience: i.audience.clone(),
                 revocations: None,
                 clock: i.clock.clone(),
+                verified: jws::Verified::default(),
                 ..**i
             });
         }
@@ -518,7 +522,7 @@ impl TokenSessions {
     ) -> Result<AccessClaims<C>, TokenError> {
         let i = &self.inner;
         let now = i.clock.now();
-        let payload = jws::verify(&i.keys, access_token, now)?;
+        let payload = i.verified.verify(&i.keys, access_token, now)?;
         let claims: AccessClaims<C> =
             jws::from_json_once(&payload).map_err(|_| Rejection::BadClaims)?;
         claims.check(&Expect {
