@@ -3,6 +3,8 @@
 //!
 //! * `faults`: two demo instances on one store, load, one fault, and the
 //!   history checked afterwards;
+//! * `soak`: many sessions created and expired in process through the
+//!   memory or SQLite store, resident memory and file size reported;
 //! * `hostile`: malformed, oversized and slow clients against a running
 //!   demo, checking it stays up and a session keeps its data.
 
@@ -12,6 +14,7 @@ mod history;
 mod hostile;
 mod instances;
 mod rng;
+mod soak;
 
 use std::process::ExitCode;
 
@@ -31,6 +34,8 @@ enum Cmd {
     Faults(faults::FaultArgs),
     /// Hostile clients against a demo instance.
     Hostile(hostile::HostileArgs),
+    /// Sessions created and expired at a bounded rate, in repetitions.
+    Soak(soak::SoakArgs),
 }
 
 #[tokio::main]
@@ -39,6 +44,7 @@ async fn main() -> ExitCode {
     let result = match &cli.command {
         Cmd::Faults(args) => faults::run(args).await,
         Cmd::Hostile(args) => hostile::run(args).await,
+        Cmd::Soak(args) => soak::run(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
