@@ -188,6 +188,12 @@ pub async fn run(args: &FaultArgs) -> Result<(), String> {
                 inst.log().display()
             ));
         }
+        if inst.panicked() {
+            return Err(format!(
+                "a demo instance panicked; see {}",
+                inst.log().display()
+            ));
+        }
     }
     let (sent, acknowledged, unavailable, no_answer) = counters.snapshot();
     let mut outcome = Outcome {

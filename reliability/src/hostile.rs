@@ -296,6 +296,12 @@ async fn check_kept(
             inst.log().display()
         ));
     }
+    if inst.panicked() {
+        return Err(format!(
+            "the demo panicked during the {after}; see {}",
+            inst.log().display()
+        ));
+    }
     let r = demo
         .send(0, Method::GET, "/api/data", Some(cookie), None)
         .await;

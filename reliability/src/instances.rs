@@ -141,6 +141,13 @@ impl Instance {
         }
     }
 
+    /// Whether its log shows a panic (a caught one included: a handler
+    /// that panicked is a bug even if the process lived on).
+    pub fn panicked(&self) -> bool {
+        std::fs::read(&self.log)
+            .is_ok_and(|bytes| bytes.windows(b"panicked".len()).any(|w| w == b"panicked"))
+    }
+
     /// The log file.
     pub fn log(&self) -> &Path {
         &self.log
