@@ -32,8 +32,8 @@ pub enum SessionState {
 /// One session's record in the history.
 #[derive(Debug, Clone)]
 pub struct SessionEntry {
-    /// The user that owns it (one per worker at a time).
-    pub worker: usize,
+    /// The user that owns it (each load worker has one at a time).
+    pub owner: usize,
     /// Whether it was signed in (a login) rather than anonymous.
     pub signed_in: bool,
     /// Acknowledged writes: key to value.
@@ -50,11 +50,11 @@ pub struct History {
 
 impl History {
     /// A new session, acknowledged as started.
-    pub fn started(&mut self, cookie: &str, worker: usize, signed_in: bool) {
+    pub fn started(&mut self, cookie: &str, owner: usize, signed_in: bool) {
         self.sessions
             .entry(cookie.to_owned())
             .or_insert(SessionEntry {
-                worker,
+                owner,
                 signed_in,
                 writes: BTreeMap::new(),
                 state: SessionState::Live,
@@ -62,8 +62,8 @@ impl History {
     }
 
     /// An acknowledged write of `value` under `key` in `cookie`'s session.
-    pub fn wrote(&mut self, cookie: &str, worker: usize, key: &str, value: &str) {
-        self.started(cookie, worker, false);
+    pub fn wrote(&mut self, cookie: &str, owner: usize, key: &str, value: &str) {
+        self.started(cookie, owner, false);
         if let Some(s) = self.sessions.get_mut(cookie) {
             s.writes.insert(key.to_owned(), value.to_owned());
         }
@@ -76,11 +76,11 @@ impl History {
         }
     }
 
-    /// Every signed-in session of `worker`'s user was ended (or may have
+    /// Every signed-in session of user `owner` was ended (or may have
     /// been): logout-everywhere.
-    pub fn ended_all_of(&mut self, worker: usize, acknowledged: bool) {
+    pub fn ended_all_of(&mut self, owner: usize, acknowledged: bool) {
         for s in self.sessions.values_mut() {
-            if s.worker == worker && s.signed_in {
+            if s.owner == owner && s.signed_in {
                 s.state = end_state(&s.state, acknowledged);
             }
         }
