@@ -193,6 +193,19 @@ impl SessionLayer {
         let _ = self.ctx.check();
         Ok(self)
     }
+
+    /// Sessions that hold a save lane in this layer now (the group commit
+    /// of concurrent saves of one session): 0 whenever no save is in
+    /// flight, for client-side sessions always 0. Feature `test-util`, for
+    /// soak tests that check the lanes drain back to empty.
+    #[cfg(any(test, feature = "test-util"))]
+    #[must_use]
+    pub fn save_lanes_in_use(&self) -> usize {
+        match &self.ctx.engine {
+            crate::session::Engine::Server(server) => server.lanes().len(),
+            crate::session::Engine::Sealed(_) => 0,
+        }
+    }
 }
 
 impl<S> Layer<S> for SessionLayer {

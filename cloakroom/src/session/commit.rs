@@ -116,7 +116,7 @@ impl SaveLanes {
         }
     }
 
-    #[cfg(test)]
+    #[cfg(any(test, feature = "test-util"))]
     pub(crate) fn len(&self) -> usize {
         self.shards
             .iter()

@@ -39,7 +39,7 @@ impl ServerMode {
         Self::new(self.store.clone())
     }
 
-    #[cfg(test)]
+    #[cfg(any(test, feature = "test-util"))]
     pub(crate) fn lanes(&self) -> &SaveLanes {
         &self.lanes
     }

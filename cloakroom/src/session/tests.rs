@@ -125,3 +125,44 @@ async fn d8_cancelled_saves_leave_no_lanes_behind() {
     };
     assert_eq!(server.lanes().len(), 0, "lanes left behind");
 }
+
+// `SessionLayer::save_lanes_in_use` (feature `test-util`, for soak tests):
+// a save in flight holds its session's lane, and none is left after it.
+#[tokio::test(start_paused = true)]
+async fn save_lanes_in_use_counts_saves_in_flight() {
+    use tower::{Layer, ServiceExt};
+    let store: Arc<dyn SessionStore> = Arc::new(SlowSaves(MemoryStore::new()));
+    let id = SessionId::generate();
+    let mut r = Record::new(
+        Timestamp::now(),
+        Duration::from_secs(1800),
+        Duration::from_secs(3600),
+    );
+    r.version = 1;
+    store
+        .create(&id.storage_key(), &r, Timestamp::now())
+        .await
+        .expect("create");
+    let layer = crate::SessionLayer::new(store).build().expect("valid");
+    assert_eq!(layer.save_lanes_in_use(), 0);
+    let svc = layer.layer(tower::service_fn(|req: http::Request<String>| async move {
+        let session = req.extensions().get::<Session>().cloned().expect("session");
+        session.insert("n", &1u32).await.expect("insert");
+        Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+    }));
+    let req = http::Request::builder()
+        .header("cookie", format!("__Host-id={}", id.expose_secret()))
+        .body(String::new())
+        .expect("request");
+    let request = tokio::spawn(svc.oneshot(req));
+    // The save sleeps 50 ms: half-way through, its lane is held.
+    tokio::time::sleep(Duration::from_millis(25)).await;
+    assert_eq!(
+        layer.save_lanes_in_use(),
+        1,
+        "the save in flight holds a lane"
+    );
+    let res = request.await.expect("joined").expect("infallible");
+    assert!(res.status().is_success());
+    assert_eq!(layer.save_lanes_in_use(), 0, "lanes left behind");
+}
