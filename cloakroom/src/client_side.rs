@@ -425,6 +425,6 @@ mod epochs;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use epochs::{EpochCache, EpochCheck};
 #[cfg(feature = "jwt")]
 pub(crate) use epochs::{EPOCH_LIFE, epoch_floor};
+pub(crate) use epochs::{EpochCache, EpochCheck};
