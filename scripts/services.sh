@@ -24,6 +24,10 @@ here="$(cd "$(dirname "$0")" && pwd)"
 # Redis Cluster (3 masters on 7001-7003) and memcached (11211) for their stores' tests.
 bash "$here/redis-cluster.sh" start || echo "redis cluster did not start"
 if [ -f "$here/memcached.sh" ]; then bash "$here/memcached.sh" || echo "memcached did not start"; fi
+# SecantusDB (MongoDB wire protocol, 27017) and moto (DynamoDB API, 8000),
+# from PyPI into one shared virtual environment (scripts/python-venv.sh).
+bash "$here/mongodb.sh" || echo "mongodb (SecantusDB) did not start"
+bash "$here/dynamodb.sh" || echo "dynamodb (moto) did not start"
 # The networked stores' tests refuse to be skipped under CI, so a service
 # that failed to start fails the run there.
 exit 0
