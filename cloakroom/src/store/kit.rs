@@ -15,15 +15,26 @@ use crate::store::StoreError;
 #[cfg(feature = "redis")]
 pub(crate) const LUA_MAX_MS: u64 = (1 << 53) - 1;
 
-/// `t` as a signed 64-bit column value (SQL `BIGINT`), clamped.
-#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+/// `t` as a signed 64-bit column value (SQL `BIGINT`, a BSON date),
+/// clamped.
+#[cfg(any(
+    feature = "sqlite",
+    feature = "postgres",
+    feature = "mysql",
+    feature = "mongodb"
+))]
 pub(crate) fn sql_millis(t: Timestamp) -> i64 {
     i64::try_from(t.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// A `BIGINT` column back as a time (negative values, which cloakroom never
-/// writes, read as the epoch).
-#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+/// A `BIGINT` column (or BSON date) back as a time (negative values, which
+/// cloakroom never writes, read as the epoch).
+#[cfg(any(
+    feature = "sqlite",
+    feature = "postgres",
+    feature = "mysql",
+    feature = "mongodb"
+))]
 pub(crate) fn from_sql_millis(ms: i64) -> Timestamp {
     Timestamp::from_millis(u64::try_from(ms).unwrap_or(0))
 }

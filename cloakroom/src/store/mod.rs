@@ -59,6 +59,8 @@ mod file;
 #[cfg(feature = "memcached")]
 mod memcached;
 mod memory;
+#[cfg(feature = "mongodb")]
+mod mongodb;
 mod reaper;
 #[cfg(feature = "redis")]
 mod redis;
@@ -69,6 +71,8 @@ mod url;
 
 #[cfg(feature = "memcached")]
 pub use self::memcached::MemcachedStore;
+#[cfg(feature = "mongodb")]
+pub use self::mongodb::{MongoStore, MongoStoreBuilder};
 #[cfg(feature = "redis")]
 pub use self::redis::{RedisStore, RedisStoreBuilder};
 #[cfg(feature = "mysql")]

@@ -23,6 +23,8 @@ use crate::store::{SessionStore, StoreError};
 /// | `redis://…`, `rediss://…` | `RedisStore` | `redis` |
 /// | `redis+cluster://h1:p1,h2:p2,…` | Redis Cluster | `redis` |
 /// | `memcache://host:port` | `MemcachedStore` | `memcached` |
+/// | `mongodb://host:port/DB` | `MongoStore` | `mongodb` |
+/// | `dynamodb+http://host:port/TABLE` (a local endpoint) | `DynamoStore` | `dynamodb` |
 /// | `tiered:CACHE_URL\|DURABLE_URL` | [`TieredStore`](crate::store::TieredStore) | — |
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -43,6 +45,16 @@ pub enum StoreUrl {
     RedisCluster(Vec<String>),
     /// `memcache://host:port`
     Memcached(String),
+    /// `mongodb://…` (the driver's URL, as given)
+    MongoDb(String),
+    /// `dynamodb+http://host:port/TABLE`: a DynamoDB-compatible endpoint
+    /// over plain HTTP (a local emulator or DynamoDB Local).
+    DynamoDb {
+        /// `http://host:port`
+        endpoint: String,
+        /// The table name.
+        table: String,
+    },
     /// `tiered:CACHE|DURABLE`
     Tiered {
         /// The cache in front.
@@ -58,7 +70,7 @@ pub enum StoreUrl {
 pub enum StoreUrlError {
     /// The scheme is not one cloakroom knows.
     #[error(
-        "unknown session store {0:?}; use memory:, sqlite:PATH, file:DIR, postgres://…, mysql://…, redis://…, redis+cluster://h1:p1,h2:p2, memcached://host:port or tiered:CACHE|DURABLE"
+        "unknown session store {0:?}; use memory:, sqlite:PATH, file:DIR, postgres://…, mysql://…, redis://…, redis+cluster://h1:p1,h2:p2, memcached://host:port, mongodb://host/DB, dynamodb+http://host:port/TABLE or tiered:CACHE|DURABLE"
     )]
     UnknownScheme(String),
     /// The store exists but its cargo feature is off in this build.
@@ -82,7 +94,7 @@ impl StoreUrl {
     /// ```
     /// use cloakroom::store::StoreUrl;
     /// assert_eq!(StoreUrl::parse("memory:").unwrap(), StoreUrl::Memory);
-    /// assert!(StoreUrl::parse("mongodb://x").is_err());
+    /// assert!(StoreUrl::parse("gopher://x").is_err());
     /// ```
     ///
     /// # Errors
@@ -157,6 +169,14 @@ impl StoreUrl {
                 feature("memcached", cfg!(feature = "memcached"))?;
                 Ok(Self::Memcached(format!("memcache:{rest}")))
             }
+            "mongodb" => {
+                feature("mongodb", cfg!(feature = "mongodb"))?;
+                Ok(Self::MongoDb(url.to_owned()))
+            }
+            "mongodb+srv" => Err(StoreUrlError::Invalid(
+                "mongodb+srv:// needs DNS SRV lookups, which cloakroom's MongoDB store leaves out; list the hosts: mongodb://h1:27017,h2:27017/DB",
+            )),
+            "dynamodb+http" => parse_dynamodb(rest),
             "tiered" => {
                 let (cache, durable) = rest.split_once('|').ok_or(StoreUrlError::Invalid(
                     "tiered: needs CACHE_URL|DURABLE_URL",
@@ -190,9 +210,34 @@ impl StoreUrl {
             Self::Redis(_) => "redis",
             Self::RedisCluster(_) => "redis-cluster",
             Self::Memcached(_) => "memcached",
+            Self::MongoDb(_) => "mongodb",
+            Self::DynamoDb { .. } => "dynamodb",
             Self::Tiered { .. } => "tiered",
         }
     }
+}
+
+/// `//host:port/TABLE` after `dynamodb+http:`.
+fn parse_dynamodb(rest: &str) -> Result<StoreUrl, StoreUrlError> {
+    let bad = StoreUrlError::Invalid(
+        "dynamodb+http:// needs host:port/TABLE, e.g. dynamodb+http://127.0.0.1:8000/sessions",
+    );
+    let rest = rest.strip_prefix("//").ok_or(bad.clone())?;
+    let (host, table) = rest.split_once('/').ok_or(bad.clone())?;
+    let table = table.trim_end_matches('/');
+    // DynamoDB's own rule for table names: 3-255 of [A-Za-z0-9_.-].
+    let valid_table = (3..=255).contains(&table.len())
+        && table
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if host.is_empty() || host.contains(['@', '?', '#']) || !valid_table {
+        return Err(bad);
+    }
+    feature("dynamodb", cfg!(feature = "dynamodb"))?;
+    Ok(StoreUrl::DynamoDb {
+        endpoint: format!("http://{host}"),
+        table: table.to_owned(),
+    })
 }
 
 fn feature(name: &'static str, enabled: bool) -> Result<(), StoreUrlError> {
@@ -260,6 +305,8 @@ async fn connect_networked(url: StoreUrl) -> Result<Arc<dyn SessionStore>, Store
         }
         #[cfg(feature = "memcached")]
         StoreUrl::Memcached(u) => Ok(Arc::new(super::MemcachedStore::connect(&u).await?)),
+        #[cfg(feature = "mongodb")]
+        StoreUrl::MongoDb(u) => Ok(Arc::new(super::MongoStore::connect(&u).await?)),
         // Never print the URL: it may hold a password.
         other => Err(StoreError::other(format!(
             "the {} store is not available in this build",
@@ -300,6 +347,19 @@ mod tests {
                     "redis://127.0.0.1:7002/".into(),
                 ]),
             ),
+            #[cfg(feature = "mongodb")]
+            (
+                "mongodb://127.0.0.1:27017/app",
+                StoreUrl::MongoDb("mongodb://127.0.0.1:27017/app".into()),
+            ),
+            #[cfg(feature = "dynamodb")]
+            (
+                "dynamodb+http://127.0.0.1:8000/cloakroom",
+                StoreUrl::DynamoDb {
+                    endpoint: "http://127.0.0.1:8000".into(),
+                    table: "cloakroom".into(),
+                },
+            ),
             (
                 "tiered:memory:|file:/tmp/d",
                 StoreUrl::Tiered {
@@ -317,8 +377,13 @@ mod tests {
     fn refuses_with_advice() {
         for bad in [
             "",
-            "mongodb://x",
+            "gopher://x",
             "nonsense",
+            "mongodb+srv://cluster.example/db",
+            "dynamodb+http://127.0.0.1:8000",
+            "dynamodb+http://127.0.0.1:8000/ab",
+            "dynamodb+http://127.0.0.1:8000/bad name",
+            "dynamodb+http:///table",
             "sqlite:",
             "file:",
             "memory:x",
@@ -328,7 +393,7 @@ mod tests {
             let e = StoreUrl::parse(bad);
             assert!(e.is_err(), "{bad} accepted");
         }
-        let msg = StoreUrl::parse("mongodb://x").unwrap_err().to_string();
+        let msg = StoreUrl::parse("gopher://x").unwrap_err().to_string();
         assert!(
             msg.contains("postgres://") && msg.contains("memory:"),
             "{msg}"

@@ -15,6 +15,12 @@ pub const MYSQL_URL: &str = "mysql://root@127.0.0.1:3306/test";
 pub const REDIS_URL: &str = "redis://127.0.0.1:6379/";
 /// Default memcached URL (`CLOAKROOM_TEST_MEMCACHED_URL` overrides it).
 pub const MEMCACHED_URL: &str = "memcache://127.0.0.1:11211";
+/// Default MongoDB URL (`CLOAKROOM_TEST_MONGODB_URL` overrides it;
+/// `bash scripts/mongodb.sh` starts SecantusDB there).
+pub const MONGODB_URL: &str = "mongodb://127.0.0.1:27017/cloakroom_test";
+/// Default DynamoDB endpoint and table (`CLOAKROOM_TEST_DYNAMODB_URL`
+/// overrides it; `bash scripts/dynamodb.sh` starts moto there).
+pub const DYNAMODB_URL: &str = "dynamodb+http://127.0.0.1:8000/cloakroom_test";
 /// Default Redis Cluster seed URLs, comma-separated
 /// (`CLOAKROOM_TEST_REDIS_CLUSTER_URLS` overrides them).
 pub const REDIS_CLUSTER_URLS: &str =
@@ -42,6 +48,16 @@ pub fn redis_url() -> String {
 /// The memcached server the tests use.
 pub fn memcached_url() -> String {
     env_or("CLOAKROOM_TEST_MEMCACHED_URL", MEMCACHED_URL)
+}
+
+/// The MongoDB server the tests use.
+pub fn mongodb_url() -> String {
+    env_or("CLOAKROOM_TEST_MONGODB_URL", MONGODB_URL)
+}
+
+/// The DynamoDB endpoint (and default table) the tests use.
+pub fn dynamodb_url() -> String {
+    env_or("CLOAKROOM_TEST_DYNAMODB_URL", DYNAMODB_URL)
 }
 
 /// The Redis Cluster seed nodes the tests use.
