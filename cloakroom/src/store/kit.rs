@@ -98,6 +98,12 @@ impl UserKey {
         Self(Sha256::digest(user.as_bytes()).into())
     }
 
+    /// A key read back from a backend.
+    #[cfg(feature = "dynamodb")]
+    pub(crate) fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
     /// The 32 bytes.
     pub(crate) fn as_bytes(&self) -> &[u8; 32] {
         &self.0

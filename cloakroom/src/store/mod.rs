@@ -55,6 +55,8 @@ use crate::record::Record;
 pub mod conformance;
 pub(crate) mod kit;
 
+#[cfg(feature = "dynamodb")]
+mod dynamodb;
 mod file;
 #[cfg(feature = "memcached")]
 mod memcached;
@@ -69,6 +71,8 @@ mod sql;
 mod tiered;
 mod url;
 
+#[cfg(feature = "dynamodb")]
+pub use self::dynamodb::DynamoStore;
 #[cfg(feature = "memcached")]
 pub use self::memcached::MemcachedStore;
 #[cfg(feature = "mongodb")]

@@ -307,6 +307,10 @@ async fn connect_networked(url: StoreUrl) -> Result<Arc<dyn SessionStore>, Store
         StoreUrl::Memcached(u) => Ok(Arc::new(super::MemcachedStore::connect(&u).await?)),
         #[cfg(feature = "mongodb")]
         StoreUrl::MongoDb(u) => Ok(Arc::new(super::MongoStore::connect(&u).await?)),
+        #[cfg(feature = "dynamodb")]
+        StoreUrl::DynamoDb { endpoint, table } => Ok(Arc::new(
+            super::DynamoStore::connect_endpoint(&endpoint, &table).await?,
+        )),
         // Never print the URL: it may hold a password.
         other => Err(StoreError::other(format!(
             "the {} store is not available in this build",
