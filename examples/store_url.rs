@@ -112,7 +112,7 @@ mod tests {
 
     #[test]
     fn a_bad_url_is_refused_before_connecting() {
-        let unknown = StoreUrl::parse("mongodb://localhost/sessions").unwrap_err();
+        let unknown = StoreUrl::parse("gopher://localhost/sessions").unwrap_err();
         assert!(matches!(unknown, StoreUrlError::UnknownScheme(_)));
         // The message lists what is accepted.
         assert!(unknown.to_string().contains("sqlite:PATH"), "{unknown}");

@@ -1,11 +1,11 @@
-//! Admin commands that work on any store by URL: `purge` (delete expired
-//! sessions now) and `store-bench` (load/save latency against the real
-//! backend).
+//! Admin commands that work on a store by URL: `purge` (delete expired
+//! sessions now), `dynamodb-create-table` (make a DynamoDB table ready) and
+//! `store-bench` (load/save latency against the real backend).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cloakroom::store::{SessionStore, StoreError, connect};
+use cloakroom::store::{DynamoStore, SessionStore, StoreError, StoreUrl, connect};
 use cloakroom::{Record, SessionId, StorageKey, Timestamp};
 
 use crate::store_spec::redact;
@@ -17,6 +17,32 @@ use crate::store_spec::redact;
 /// [`StoreError`] if the URL is refused or the store fails.
 pub async fn purge(url: &str) -> Result<u64, StoreError> {
     connect(url).await?.delete_expired(Timestamp::now()).await
+}
+
+/// Creates the table of the DynamoDB store at `url`
+/// (`dynamodb+http://host:port/TABLE`) if it is missing and enables its
+/// TTL; returns the table's name. Idempotent. (On AWS proper, create the
+/// table with your usual tooling from the layout in `DynamoStore`'s docs,
+/// or call [`DynamoStore::create_table`] with your client.)
+///
+/// # Errors
+///
+/// [`StoreError::Other`] for a URL that is not `dynamodb+http://…` or a
+/// refused request; [`StoreError::Unavailable`] if the endpoint does not
+/// answer.
+pub async fn dynamodb_create_table(url: &str) -> Result<String, StoreError> {
+    match StoreUrl::parse(url).map_err(StoreError::other)? {
+        StoreUrl::DynamoDb { endpoint, table } => {
+            DynamoStore::local_endpoint(&endpoint, &table)?
+                .create_table()
+                .await?;
+            Ok(table)
+        }
+        other => Err(StoreError::other(format!(
+            "dynamodb-create-table takes a dynamodb+http://host:port/TABLE URL, not a {} store",
+            other.kind()
+        ))),
+    }
 }
 
 /// Latency summary of one operation.
@@ -193,6 +219,13 @@ mod tests {
         assert!(b.to_string().contains("| load |"));
         assert_eq!(purge("memory:").await?, 0);
         Ok(())
+    }
+
+    #[tokio::test]
+    async fn create_table_needs_a_dynamodb_url() {
+        let e = dynamodb_create_table("memory:").await.err();
+        let msg = e.map(|e| e.to_string()).unwrap_or_default();
+        assert!(msg.contains("dynamodb+http://"), "{msg}");
     }
 
     #[test]

@@ -43,7 +43,16 @@ pub enum Command {
     /// this periodically).
     Purge {
         /// Store URL: memory:, sqlite:PATH, file:DIR, postgres://…, mysql://…,
-        /// redis://…, redis+cluster://…, memcache://…, tiered:CACHE|DURABLE.
+        /// redis://…, redis+cluster://…, memcache://…, mongodb://…,
+        /// dynamodb+http://…, tiered:CACHE|DURABLE.
+        #[arg(long, env = "CLOAKROOM_STORE")]
+        store: String,
+    },
+    /// Create the DynamoDB table a `dynamodb+http://host:port/TABLE` store
+    /// needs (string keys pk/sk, on-demand billing) and enable its TTL on
+    /// the `ttl` attribute. Idempotent.
+    DynamodbCreateTable {
+        /// Store URL: dynamodb+http://host:port/TABLE.
         #[arg(long, env = "CLOAKROOM_STORE")]
         store: String,
     },
@@ -116,7 +125,12 @@ impl Cli {
     pub fn into_serve_args(self) -> ServeArgs {
         match self.command {
             Some(Command::Serve(args)) => args,
-            Some(Command::Keygen { .. } | Command::Purge { .. } | Command::StoreBench { .. })
+            Some(
+                Command::Keygen { .. }
+                | Command::Purge { .. }
+                | Command::DynamodbCreateTable { .. }
+                | Command::StoreBench { .. },
+            )
             | None => self.serve,
         }
     }
@@ -257,7 +271,7 @@ mod tests {
 
     #[test]
     fn bad_store_is_a_usage_error_naming_the_forms() {
-        let Err(e) = parse(&["--store", "mongodb://localhost"]) else {
+        let Err(e) = parse(&["--store", "gopher://localhost"]) else {
             panic!("an unknown store must be refused");
         };
         assert_eq!(e.kind(), ErrorKind::ValueValidation);

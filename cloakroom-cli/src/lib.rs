@@ -194,6 +194,16 @@ impl Stores {
         match spec {
             StoreSpec::Memory => Ok(Self::memory()),
             StoreSpec::Url(url) => {
+                if url.starts_with("dynamodb+http:") {
+                    // A local endpoint (an emulator): make the table ready,
+                    // as `cloakroom dynamodb-create-table` would.
+                    admin::dynamodb_create_table(url).await.map_err(|source| {
+                        DemoError::SessionStore {
+                            spec: spec.to_string(),
+                            source,
+                        }
+                    })?;
+                }
                 let sessions = cloakroom::store::connect(url).await.map_err(|source| {
                     DemoError::SessionStore {
                         spec: spec.to_string(),

@@ -31,6 +31,10 @@ async fn main() -> ExitCode {
             .await
             .map(|n| println!("deleted {n} expired sessions"))
             .map_err(|e| e.to_string()),
+        Some(Command::DynamodbCreateTable { store }) => admin::dynamodb_create_table(store)
+            .await
+            .map(|table| println!("table {table} is ready (TTL on `ttl` enabled)"))
+            .map_err(|e| e.to_string()),
         Some(Command::StoreBench {
             store,
             sessions,

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 /// The forms `--store` accepts, for error messages and help text.
-pub const ACCEPTED_FORMS: &str = "sqlite:PATH (e.g. sqlite:cloakroom-demo.db), memory:, file:DIR, postgres://…, mysql://…, redis://…, redis+cluster://h1:p1,h2:p2, memcache://host:port or tiered:CACHE|DURABLE";
+pub const ACCEPTED_FORMS: &str = "sqlite:PATH (e.g. sqlite:cloakroom-demo.db), memory:, file:DIR, postgres://…, mysql://…, redis://…, redis+cluster://h1:p1,h2:p2, memcache://host:port, mongodb://host:port/DB, dynamodb+http://host:port/TABLE or tiered:CACHE|DURABLE";
 
 /// The default `--store` value.
 pub const DEFAULT_STORE: &str = "sqlite:cloakroom-demo.db";
@@ -24,7 +24,7 @@ pub const DEFAULT_STORE: &str = "sqlite:cloakroom-demo.db";
 /// let spec: StoreSpec = "sqlite:demo.db".parse()?;
 /// assert_eq!(spec, StoreSpec::Sqlite("demo.db".into()));
 /// assert_eq!("memory:".parse::<StoreSpec>()?, StoreSpec::Memory);
-/// assert!("mongodb://localhost".parse::<StoreSpec>().is_err());
+/// assert!("gopher://localhost".parse::<StoreSpec>().is_err());
 /// # Ok::<(), cloakroom_cli::StoreSpecError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -199,7 +199,7 @@ mod tests {
             parse("memory:big"),
             Err(StoreSpecError::MemoryArgument("big".into()))
         );
-        for bad in ["memory", "sqlite", "x.db", "mongodb://u@h/db"] {
+        for bad in ["memory", "sqlite", "x.db", "gopher://u@h/db"] {
             assert_eq!(
                 parse(bad),
                 Err(StoreSpecError::Unknown(bad.into())),
@@ -215,7 +215,7 @@ mod tests {
             "sqlite:",
             "sqlite::memory:",
             "memory:x",
-            "mongodb://localhost",
+            "gopher://localhost",
             "file:",
         ] {
             let msg = parse(bad).err().map(|e| e.to_string()).unwrap_or_default();
@@ -223,11 +223,11 @@ mod tests {
             assert!(msg.contains("memory:"), "{bad}: {msg}");
         }
         assert_eq!(
-            parse("mongodb://u:secret@localhost")
+            parse("gopher://u:secret@localhost")
                 .err()
                 .map(|e| e.to_string()),
             Some(format!(
-                "unknown store \"mongodb://u:***@localhost\"; expected {ACCEPTED_FORMS}"
+                "unknown store \"gopher://u:***@localhost\"; expected {ACCEPTED_FORMS}"
             ))
         );
     }
@@ -240,6 +240,8 @@ mod tests {
             "redis://127.0.0.1:6379/",
             "redis+cluster://127.0.0.1:7001,127.0.0.1:7002/",
             "memcache://127.0.0.1:11211",
+            "mongodb://127.0.0.1:27017/cloakroom",
+            "dynamodb+http://127.0.0.1:8000/cloakroom",
             "file:/tmp/sessions",
             "tiered:redis://127.0.0.1/|postgres://postgres@127.0.0.1/test",
         ] {

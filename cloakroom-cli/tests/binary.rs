@@ -5,7 +5,7 @@ use std::process::Command;
 #[test]
 fn unknown_store_exits_with_2_naming_the_accepted_forms() -> Result<(), std::io::Error> {
     for args in [
-        &["--store", "mongodb://localhost"][..],
+        &["--store", "gopher://localhost"][..],
         &["serve", "--store", "memory"][..],
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_cloakroom"))

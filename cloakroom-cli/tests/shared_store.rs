@@ -177,6 +177,31 @@ async fn memcached() {
 }
 
 #[tokio::test]
+async fn mongodb() {
+    two_instances(
+        "mongodb",
+        &env_or(
+            "CLOAKROOM_TEST_MONGODB_URL",
+            "mongodb://127.0.0.1:27017/cloakroom_test",
+        ),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn dynamodb() {
+    let url = env_or(
+        "CLOAKROOM_TEST_DYNAMODB_URL",
+        "dynamodb+http://127.0.0.1:8000/cloakroom_test",
+    );
+    // The table both instances share (idempotent).
+    if let Err(e) = cloakroom_cli::admin::dynamodb_create_table(&url).await {
+        return skip_service("dynamodb", &e);
+    }
+    two_instances("dynamodb", &url).await;
+}
+
+#[tokio::test]
 async fn tiered_redis_over_postgres() {
     let url = format!(
         "tiered:{}|{}",
