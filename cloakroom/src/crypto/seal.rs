@@ -76,6 +76,35 @@ impl Keyring {
         plaintext: &[u8],
         nonce: [u8; NONCE_LEN],
     ) -> Result<String, SealError> {
+        self.seal_envelope(purpose, name, plaintext, nonce)
+            .map(|e| envelope::encode(&e))
+    }
+
+    /// [`Keyring::seal`]'s envelope as bytes, without the text encoding and
+    /// without its length limit (a cookie's): for values kept in a store,
+    /// such as [`EncryptedStore`](crate::store::EncryptedStore)'s records.
+    ///
+    /// # Errors
+    ///
+    /// [`SealError::Random`] if the operating system cannot supply a nonce.
+    pub(crate) fn seal_bytes(
+        &self,
+        purpose: &str,
+        name: &str,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, SealError> {
+        let mut nonce = [0u8; NONCE_LEN];
+        getrandom::fill(&mut nonce).map_err(|_| SealError::Random)?;
+        self.seal_envelope(purpose, name, plaintext, nonce)
+    }
+
+    fn seal_envelope(
+        &self,
+        purpose: &str,
+        name: &str,
+        plaintext: &[u8],
+        nonce: [u8; NONCE_LEN],
+    ) -> Result<Vec<u8>, SealError> {
         let keys = self.purpose_keys(purpose);
         let header = header(SEALED_V1, self.newest_key_id());
         let aad = associated_data(&header, purpose, name);
@@ -99,7 +128,7 @@ impl Keyring {
         envelope.extend_from_slice(&header);
         envelope.extend_from_slice(&nonce);
         envelope.extend_from_slice(&sealed);
-        Ok(envelope::encode(&envelope))
+        Ok(envelope)
     }
 
     /// Authenticates and decrypts a value made by [`Keyring::seal`] for the
@@ -121,7 +150,20 @@ impl Keyring {
     /// authentication fails: any changed bit, another name or purpose, or a
     /// re-labelled key id (S31, S32).
     pub fn open(&self, purpose: &str, name: &str, sealed: &str) -> Result<Opened, OpenError> {
-        let mut bytes = envelope::decode(sealed)?;
+        self.open_bytes(purpose, name, envelope::decode(sealed)?)
+    }
+
+    /// Opens an envelope made by [`seal_bytes`](Self::seal_bytes).
+    ///
+    /// # Errors
+    ///
+    /// As [`Keyring::open`], less the text checks.
+    pub(crate) fn open_bytes(
+        &self,
+        purpose: &str,
+        name: &str,
+        mut bytes: Vec<u8>,
+    ) -> Result<Opened, OpenError> {
         let (header, rest) = bytes
             .split_first_chunk_mut::<HEADER_LEN>()
             .ok_or(OpenError::Malformed)?;

@@ -57,6 +57,7 @@ pub(crate) mod kit;
 
 #[cfg(feature = "dynamodb")]
 mod dynamodb;
+mod encrypted;
 mod file;
 #[cfg(feature = "memcached")]
 mod memcached;
@@ -85,6 +86,7 @@ pub use self::sql::MySqlStore;
 pub use self::sql::PostgresStore;
 #[cfg(feature = "sqlite")]
 pub use self::sql::{SqliteStore, SqliteStoreBuilder, Synchronous};
+pub use encrypted::EncryptedStore;
 pub use file::FileStore;
 pub use memory::MemoryStore;
 pub use reaper::{Reaper, spawn_reaper};
