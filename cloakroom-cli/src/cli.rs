@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::{DemoError, DemoOptions, SessionMode, StoreSpec, build_app};
+use crate::{DemoError, DemoOptions, KeySource, SessionMode, StoreSpec, build_app};
 
 /// cloakroom: web sessions for Rust. Without a subcommand, runs the demo
 /// web app (as `serve` does).
@@ -97,12 +97,18 @@ pub struct ServeArgs {
     /// Server-side sessions (default) or client-side sealed cookies.
     #[arg(long, env = "CLOAKROOM_MODE", value_enum, default_value = "server")]
     pub mode: ModeArg,
-    /// Keys for sealed cookies: comma-separated base64url keys, newest first
+    /// Keys for sealed cookies and --encrypt-store: comma-separated base64url keys, newest first
     /// (make one with `cloakroom keygen`). Without it, cookie mode uses
     /// --key-file, creating it if needed.
     #[arg(long, env = "CLOAKROOM_KEYS", hide_env_values = true)]
     pub keys: Option<String>,
-    /// Key file used by cookie mode when no keys are given.
+    /// Server mode: seal every session record with the keys (--keys, else
+    /// --key-file) before it reaches the store, so a dump of the store
+    /// reveals no session data.
+    #[arg(long, env = "CLOAKROOM_ENCRYPT_STORE", value_parser = BoolishValueParser::new())]
+    pub encrypt_store: bool,
+    /// Key file used by cookie mode and --encrypt-store when no keys are
+    /// given.
     #[arg(
         long,
         env = "CLOAKROOM_KEY_FILE",
@@ -155,6 +161,10 @@ impl ServeArgs {
                     signing_key_file: self.signing_key_file.clone(),
                 },
             },
+            encrypt_at_rest: self.encrypt_store.then(|| KeySource {
+                keys: self.keys.clone(),
+                key_file: self.key_file.clone(),
+            }),
             ..DemoOptions::default()
         }
     }

@@ -67,7 +67,9 @@ use axum::response::Response;
 use axum::routing::{get, post, put};
 use cloakroom::client_side::ClientSessions;
 use cloakroom::crypto::{Keyring, MasterKey};
-use cloakroom::store::{MemoryStore, Reaper, SessionStore, SqliteStore, StoreError, spawn_reaper};
+use cloakroom::store::{
+    EncryptedStore, MemoryStore, Reaper, SessionStore, SqliteStore, StoreError, spawn_reaper,
+};
 use cloakroom::{ConfigError, CookieConfig, OnStoreFailure, SessionLayer};
 
 pub mod admin;
@@ -143,6 +145,19 @@ pub struct DemoOptions {
     pub reap_interval: Duration,
     /// Server-side (default) or client-side sessions.
     pub mode: SessionMode,
+    /// Server mode: seal every record before it reaches the session store
+    /// ([`EncryptedStore`](cloakroom::store::EncryptedStore)) with these
+    /// keys.
+    pub encrypt_at_rest: Option<KeySource>,
+}
+
+/// Where keys come from: `CLOAKROOM_KEYS` if given, else a key file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeySource {
+    /// Comma-separated base64url keys, newest first.
+    pub keys: Option<String>,
+    /// Used when `keys` is `None`: read, or created with mode 0600.
+    pub key_file: PathBuf,
 }
 
 impl Default for DemoOptions {
@@ -152,6 +167,7 @@ impl Default for DemoOptions {
             secure_cookies: false,
             reap_interval: Duration::from_secs(300),
             mode: SessionMode::Server,
+            encrypt_at_rest: None,
         }
     }
 }
@@ -344,6 +360,17 @@ pub async fn build_app_with_stores(
     } else {
         CookieConfig::default().with_insecure_http_for_development()
     };
+    let mut stores = stores;
+    if let Some(source) = &opts.encrypt_at_rest {
+        if opts.mode != SessionMode::Server {
+            return Err(DemoError::Keys(
+                "encryption at rest applies to server mode (cookie mode seals the whole record in the cookie already)".into(),
+            ));
+        }
+        let keyring = load_keyring(source.keys.as_deref(), &source.key_file)?;
+        tracing::info!(key_id = %keyring.newest_key_id(), "session records are sealed before they reach the store");
+        stores.sessions = Arc::new(EncryptedStore::new(stores.sessions, keyring));
+    }
     let layer = match &opts.mode {
         // Token mode was built above.
         SessionMode::Server | SessionMode::Token { .. } => {

@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 
 use axum::http::{Method, StatusCode};
-use cloakroom_cli::{DemoOptions, StoreSpec, build_app};
+use cloakroom_cli::{DemoOptions, KeySource, StoreSpec, build_app};
 use common::{TestResult, get, login, register, send};
 use serde_json::json;
 
@@ -141,5 +141,58 @@ async fn store_failure_is_a_json_503_and_healthz_still_works() -> TestResult {
     assert_eq!(get(&app, "/", Some(&cookie)).await.status, StatusCode::OK);
     // Cookieless reads never need the store.
     assert_eq!(get(&app, "/api/data", None).await.status, StatusCode::OK);
+    Ok(())
+}
+
+/// `--encrypt-store`: the rows hold no session data, a restart with the
+/// same key file reads them, and one with another key signs everyone out.
+#[tokio::test]
+async fn encrypted_records_survive_a_restart_with_the_same_keys() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("demo.db");
+    let encrypted = |key_file: &str| DemoOptions {
+        encrypt_at_rest: Some(KeySource {
+            keys: None,
+            key_file: dir.path().join(key_file),
+        }),
+        ..options(&path)
+    };
+    let cookie = {
+        let (app, _handles) = build_app(&encrypted("a.keys")).await?;
+        register(&app, "alice", "correct horse").await;
+        let cookie = login(&app, "alice", "correct horse", false)
+            .await
+            .cookie_pair()
+            .ok_or("login sets a cookie")?;
+        let r = send(
+            &app,
+            Method::PUT,
+            "/api/data/secret",
+            Some(&cookie),
+            Some(json!("plaintext-marker")),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT);
+        cookie
+    };
+    let conn = rusqlite::Connection::open(&path)?;
+    let mut stmt = conn.prepare("SELECT record FROM cloakroom_sessions")?;
+    let rows: Vec<Vec<u8>> = stmt
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    assert_eq!(rows.len(), 1);
+    assert!(
+        !rows[0].windows(16).any(|w| w == b"plaintext-marker"),
+        "session data at rest"
+    );
+
+    let (app, _handles) = build_app(&encrypted("a.keys")).await?;
+    let r = get(&app, "/api/data", Some(&cookie)).await;
+    assert_eq!(r.json(), json!({"secret": "plaintext-marker"}));
+    let (app, _handles) = build_app(&encrypted("b.keys")).await?;
+    assert_eq!(
+        get(&app, "/api/me", Some(&cookie)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
     Ok(())
 }
