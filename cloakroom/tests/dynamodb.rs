@@ -14,6 +14,11 @@
 
 mod support;
 
+/// The time the tests judge liveness by: the wall clock.
+fn now() -> cloakroom::Timestamp {
+    cloakroom::Timestamp::now()
+}
+
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -103,10 +108,10 @@ async fn items_hold_no_session_id() {
     let user = format!("s6-{}", random_hex(8));
     let mut rec = live_record(Some(&user));
     rec.insert("note", "hello").unwrap();
-    store.create(&key, &rec).await.unwrap();
+    store.create(&key, &rec, now()).await.unwrap();
     let mut next = rec.clone();
     next.version = 2;
-    store.save(&key, &next, 1).await.unwrap();
+    store.save(&key, &next, 1, now()).await.unwrap();
     let items = scan(&store).await;
     assert_eq!(items.len(), 2, "one session item and one index item");
     let hex_id = hex(id.as_bytes());
@@ -135,7 +140,7 @@ async fn items_hold_no_session_id() {
         session.get("r").unwrap().as_b().unwrap().as_ref(),
         b"hello"
     ));
-    store.delete(&key).await.unwrap();
+    store.delete(&key, now()).await.unwrap();
     assert!(scan(&store).await.is_empty(), "delete removes both items");
 }
 
@@ -149,7 +154,7 @@ async fn index_items_expire_with_their_session() {
     let user = format!("ttl-{}", random_hex(8));
     let key = SessionId::generate().storage_key();
     let rec = live_record(Some(&user));
-    store.create(&key, &rec).await.unwrap();
+    store.create(&key, &rec, now()).await.unwrap();
     let items = scan(&store).await;
     let session = find(&items, &session_pk(&key)).unwrap().clone();
     let index = find(&items, &index_pk(&user)).unwrap();
@@ -161,7 +166,7 @@ async fn index_items_expire_with_their_session() {
     assert_eq!(number(index, "ttl"), number(&session, "ttl"));
 
     let later = Timestamp::now().saturating_add(Duration::from_secs(3600));
-    store.touch(&key, later).await.unwrap();
+    store.touch(&key, later, now()).await.unwrap();
     let items = scan(&store).await;
     let touched = find(&items, &session_pk(&key)).unwrap();
     let index = find(&items, &index_pk(&user)).unwrap();
@@ -170,10 +175,10 @@ async fn index_items_expire_with_their_session() {
     assert_eq!(touched.get("r"), session.get("r"), "record bytes unchanged");
     assert_eq!(number(touched, "v"), number(&session, "v"));
     // Signing out removes the index item in the same write.
-    let mut out = store.load(&key).await.unwrap().unwrap();
+    let mut out = store.load(&key, now()).await.unwrap().unwrap();
     out.user = None;
     out.version += 1;
-    store.save(&key, &out, 1).await.unwrap();
+    store.save(&key, &out, 1, now()).await.unwrap();
     assert!(find(&scan(&store).await, &index_pk(&user)).is_none());
 }
 
@@ -187,21 +192,21 @@ async fn oversized_records_are_refused() {
     let key = SessionId::generate().storage_key();
     let mut rec = live_record(Some("big"));
     rec.insert("blob", &"x".repeat(400 * 1024)).unwrap();
-    let r = store.create(&key, &rec).await;
+    let r = store.create(&key, &rec, now()).await;
     assert!(
         matches!(r, Err(StoreError::TooLarge { limit, .. }) if limit < 400 * 1024),
         "{r:?}"
     );
     assert!(scan(&store).await.is_empty());
     let small = live_record(None);
-    store.create(&key, &small).await.unwrap();
+    store.create(&key, &small, now()).await.unwrap();
     let mut grown = rec.clone();
     grown.version = 2;
     assert!(matches!(
-        store.save(&key, &grown, 1).await,
+        store.save(&key, &grown, 1, now()).await,
         Err(StoreError::TooLarge { .. })
     ));
-    assert_eq!(store.load(&key).await.unwrap().unwrap().version, 1);
+    assert_eq!(store.load(&key, now()).await.unwrap().unwrap().version, 1);
 }
 
 /// An expired item the TTL has not deleted is still in the table but never
@@ -215,15 +220,15 @@ async fn unswept_expired_items_are_filtered_then_reaped() {
     let key = SessionId::generate().storage_key();
     let mut rec = live_record(Some("late"));
     rec.idle_deadline = Timestamp::now().saturating_sub(Duration::from_secs(5));
-    store.create(&key, &rec).await.unwrap();
+    store.create(&key, &rec, now()).await.unwrap();
     assert_eq!(scan(&store).await.len(), 2);
-    assert!(store.load(&key).await.unwrap().is_none());
-    assert!(store.list_by_user("late").await.unwrap().is_empty());
-    assert_eq!(store.delete_expired().await.unwrap(), 1);
+    assert!(store.load(&key, now()).await.unwrap().is_none());
+    assert!(store.list_by_user("late", now()).await.unwrap().is_empty());
+    assert_eq!(store.delete_expired(now()).await.unwrap(), 1);
     assert!(scan(&store).await.is_empty());
-    store.create(&key, &rec).await.unwrap();
-    store.create(&key, &live_record(None)).await.unwrap();
-    assert!(store.load(&key).await.unwrap().is_some());
+    store.create(&key, &rec, now()).await.unwrap();
+    store.create(&key, &live_record(None), now()).await.unwrap();
+    assert!(store.load(&key, now()).await.unwrap().is_some());
 }
 
 /// `create_table` is idempotent and enables TTL on `ttl`; connecting to a
@@ -274,15 +279,15 @@ async fn foreign_items_are_corrupt() {
         .send()
         .await
         .unwrap();
-    let r = store.load(&key).await;
+    let r = store.load(&key, now()).await;
     assert!(matches!(r, Err(StoreError::Corrupt(_))), "{r:?}");
     assert_eq!(r.unwrap_err().backend(), Some("dynamodb"));
     assert!(matches!(
-        store.create(&key, &live_record(None)).await,
+        store.create(&key, &live_record(None), now()).await,
         Err(StoreError::Conflict)
     ));
-    store.delete(&key).await.unwrap();
-    assert!(store.load(&key).await.unwrap().is_none());
+    store.delete(&key, now()).await.unwrap();
+    assert!(store.load(&key, now()).await.unwrap().is_none());
 }
 
 /// An unreachable endpoint is `Unavailable` (needs no server).

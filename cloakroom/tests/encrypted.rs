@@ -10,6 +10,11 @@
 
 mod support;
 
+/// The time the tests judge liveness by: the wall clock.
+fn now() -> cloakroom::Timestamp {
+    cloakroom::Timestamp::now()
+}
+
 use std::time::Duration;
 
 use cloakroom::crypto::{Keyring, MasterKey};
@@ -92,7 +97,7 @@ async fn the_inner_store_holds_no_session_data() {
     rec.insert("card", "4111 1111 1111 1111").unwrap();
     rec.device.user_agent = Some("SecretBrowser/1".into());
     rec.device.ip = Some("203.0.113.9".into());
-    store.create(&key, &rec).await.unwrap();
+    store.create(&key, &rec, now()).await.unwrap();
     let dump = store.inner().dump();
     assert_eq!(dump.len(), 1);
     for needle in [&b"4111 1111"[..], b"card", b"SecretBrowser", b"203.0.113.9"] {
@@ -102,22 +107,22 @@ async fn the_inner_store_holds_no_session_data() {
             String::from_utf8_lossy(needle)
         );
     }
-    let back = store.load(&key).await.unwrap().unwrap();
+    let back = store.load(&key, now()).await.unwrap().unwrap();
     assert_eq!(
         back.get::<String>("card").unwrap().as_deref(),
         Some("4111 1111 1111 1111")
     );
     assert_eq!(back.device, rec.device);
-    let listed = store.list_by_user("alice").await.unwrap();
+    let listed = store.list_by_user("alice", now()).await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].record.device, rec.device);
 
     // The same inner record under another key is not a session.
     let other = SessionId::generate().storage_key();
-    let raw = store.inner().load(&key).await.unwrap().unwrap();
-    store.inner().create(&other, &raw).await.unwrap();
+    let raw = store.inner().load(&key, now()).await.unwrap().unwrap();
+    store.inner().create(&other, &raw, now()).await.unwrap();
     assert!(matches!(
-        store.load(&other).await,
+        store.load(&other, now()).await,
         Err(StoreError::Corrupt(_))
     ));
 }
@@ -138,22 +143,22 @@ async fn key_rotation_reseals_on_save() {
     let mut rec = live_record(None);
     rec.insert("n", &1).unwrap();
     EncryptedStore::new(inner.clone(), old_only)
-        .create(&key, &rec)
+        .create(&key, &rec, now())
         .await
         .unwrap();
     assert!(matches!(
         EncryptedStore::new(inner.clone(), new_only.clone())
-            .load(&key)
+            .load(&key, now())
             .await,
         Err(StoreError::Corrupt(_))
     ));
     let rotating = EncryptedStore::new(inner.clone(), both);
-    let mut loaded = rotating.load(&key).await.unwrap().unwrap();
+    let mut loaded = rotating.load(&key, now()).await.unwrap().unwrap();
     loaded.insert("n", &2).unwrap();
     loaded.version = 2;
-    rotating.save(&key, &loaded, 1).await.unwrap();
+    rotating.save(&key, &loaded, 1, now()).await.unwrap();
     let back = EncryptedStore::new(inner.clone(), new_only)
-        .load(&key)
+        .load(&key, now())
         .await
         .unwrap()
         .unwrap();
@@ -161,9 +166,14 @@ async fn key_rotation_reseals_on_save() {
 
     // Touch moves the deadline without re-sealing, and the deadline shows.
     let later = Timestamp::now().saturating_add(Duration::from_secs(3000));
-    rotating.touch(&key, later).await.unwrap();
+    rotating.touch(&key, later, now()).await.unwrap();
     assert_eq!(
-        rotating.load(&key).await.unwrap().unwrap().idle_deadline,
+        rotating
+            .load(&key, now())
+            .await
+            .unwrap()
+            .unwrap()
+            .idle_deadline,
         later
     );
 }

@@ -14,6 +14,11 @@
 
 mod support;
 
+/// The time the tests judge liveness by: the wall clock.
+fn now() -> cloakroom::Timestamp {
+    cloakroom::Timestamp::now()
+}
+
 use std::time::Duration;
 
 use cloakroom::store::conformance::skip_service;
@@ -82,10 +87,10 @@ async fn documents_hold_no_session_id() {
     let mut rec = live_record(Some(&user));
     rec.insert("note", "hello").unwrap();
     rec.device.user_agent = Some("s6/1".into());
-    store.create(&key, &rec).await.unwrap();
+    store.create(&key, &rec, now()).await.unwrap();
     let mut next = rec.clone();
     next.version = 2;
-    store.save(&key, &next, 1).await.unwrap();
+    store.save(&key, &next, 1, now()).await.unwrap();
     let docs = all_docs(&raw_collection(&store).await).await;
     assert_eq!(docs.len(), 1, "one document per session");
     let bytes = mongodb::bson::serialize_to_vec(&docs[0]).unwrap();
@@ -100,7 +105,7 @@ async fn documents_hold_no_session_id() {
     assert!(contains(&bytes, b"hello"), "the record is there");
     assert_eq!(docs[0].get("_id"), Some(&id(&key)));
     assert_eq!(docs[0].get_i64("v").unwrap(), 2);
-    store.delete(&key).await.unwrap();
+    store.delete(&key, now()).await.unwrap();
 }
 
 /// `connect` creates the TTL index on `exp` and the sparse user index,
@@ -156,14 +161,14 @@ async fn touch_never_rewrites_the_record() {
     let key = SessionId::generate().storage_key();
     let mut rec = live_record(None);
     rec.insert("k", "v").unwrap();
-    store.create(&key, &rec).await.unwrap();
+    store.create(&key, &rec, now()).await.unwrap();
     let before = raw
         .find_one(doc! { "_id": id(&key) })
         .await
         .unwrap()
         .unwrap();
     let later = Timestamp::now().saturating_add(Duration::from_secs(900));
-    store.touch(&key, later).await.unwrap();
+    store.touch(&key, later, now()).await.unwrap();
     let after = raw
         .find_one(doc! { "_id": id(&key) })
         .await
@@ -179,7 +184,7 @@ async fn touch_never_rewrites_the_record() {
     let exp = after.get_array("exp").unwrap();
     assert_eq!(exp[0].as_datetime().unwrap().timestamp_millis(), millis);
     assert_eq!(exp[1], before.get_array("exp").unwrap()[1]);
-    store.delete(&key).await.unwrap();
+    store.delete(&key, now()).await.unwrap();
 }
 
 /// An expired document the TTL monitor has not swept (SecantusDB has no
@@ -194,24 +199,24 @@ async fn unswept_expired_documents_are_filtered_then_reaped() {
     let key = SessionId::generate().storage_key();
     let mut rec = live_record(Some("late"));
     rec.idle_deadline = Timestamp::now().saturating_sub(Duration::from_secs(5));
-    store.create(&key, &rec).await.unwrap();
+    store.create(&key, &rec, now()).await.unwrap();
     assert!(
         raw.find_one(doc! { "_id": id(&key) })
             .await
             .unwrap()
             .is_some()
     );
-    assert!(store.load(&key).await.unwrap().is_none());
-    assert!(store.list_by_user("late").await.unwrap().is_empty());
+    assert!(store.load(&key, now()).await.unwrap().is_none());
+    assert!(store.list_by_user("late", now()).await.unwrap().is_empty());
     // A new session may take the key of an expired one.
     let fresh = live_record(None);
-    store.create(&key, &fresh).await.unwrap();
-    assert!(store.load(&key).await.unwrap().is_some());
-    store.delete(&key).await.unwrap();
+    store.create(&key, &fresh, now()).await.unwrap();
+    assert!(store.load(&key, now()).await.unwrap().is_some());
+    store.delete(&key, now()).await.unwrap();
 
     let gone = SessionId::generate().storage_key();
-    store.create(&gone, &rec).await.unwrap();
-    assert!(store.delete_expired().await.unwrap() >= 1);
+    store.create(&gone, &rec, now()).await.unwrap();
+    assert!(store.delete_expired(now()).await.unwrap() >= 1);
     assert!(
         raw.find_one(doc! { "_id": id(&gone) })
             .await
@@ -234,13 +239,13 @@ async fn foreign_documents_are_corrupt() {
     raw.insert_one(doc! { "_id": id(&key), "v": 1_i64, "idle": far, "abs": far, "exp": [far, far], "r": "garbage" })
         .await
         .unwrap();
-    let r = store.load(&key).await;
+    let r = store.load(&key, now()).await;
     assert!(matches!(r, Err(StoreError::Corrupt(_))), "{r:?}");
     assert_eq!(r.unwrap_err().backend(), Some("mongodb"));
-    let r = store.create(&key, &live_record(None)).await;
+    let r = store.create(&key, &live_record(None), now()).await;
     assert!(matches!(r, Err(StoreError::Conflict)), "{r:?}");
-    store.delete(&key).await.unwrap();
-    assert!(store.load(&key).await.unwrap().is_none());
+    store.delete(&key, now()).await.unwrap();
+    assert!(store.load(&key, now()).await.unwrap().is_none());
 }
 
 /// An unreachable server is `Unavailable`, named as MongoDB's (needs no

@@ -146,12 +146,17 @@ impl<S: SessionStore> EncryptedStore<S> {
 #[async_trait]
 #[deny(clippy::missing_trait_methods)]
 impl<S: SessionStore> SessionStore for EncryptedStore<S> {
-    async fn create(&self, key: &StorageKey, record: &Record) -> Result<(), StoreError> {
-        self.inner.create(key, &self.seal(key, record)?).await
+    async fn create(
+        &self,
+        key: &StorageKey,
+        record: &Record,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.inner.create(key, &self.seal(key, record)?, now).await
     }
 
-    async fn load(&self, key: &StorageKey) -> Result<Option<Record>, StoreError> {
-        match self.inner.load(key).await? {
+    async fn load(&self, key: &StorageKey, now: Timestamp) -> Result<Option<Record>, StoreError> {
+        match self.inner.load(key, now).await? {
             Some(stored) => self.open(key, stored).map(Some),
             None => Ok(None),
         }
@@ -164,18 +169,24 @@ impl<S: SessionStore> SessionStore for EncryptedStore<S> {
         key: &StorageKey,
         record: &Record,
         expected_version: u64,
+        now: Timestamp,
     ) -> Result<(), StoreError> {
         self.inner
-            .save(key, &self.seal(key, record)?, expected_version)
+            .save(key, &self.seal(key, record)?, expected_version, now)
             .await
     }
 
-    async fn touch(&self, key: &StorageKey, idle_deadline: Timestamp) -> Result<(), StoreError> {
-        self.inner.touch(key, idle_deadline).await
+    async fn touch(
+        &self,
+        key: &StorageKey,
+        idle_deadline: Timestamp,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.inner.touch(key, idle_deadline, now).await
     }
 
-    async fn delete(&self, key: &StorageKey) -> Result<(), StoreError> {
-        self.inner.delete(key).await
+    async fn delete(&self, key: &StorageKey, now: Timestamp) -> Result<(), StoreError> {
+        self.inner.delete(key, now).await
     }
 
     async fn rotate(
@@ -183,16 +194,21 @@ impl<S: SessionStore> SessionStore for EncryptedStore<S> {
         old_key: &StorageKey,
         new_key: &StorageKey,
         record: &Record,
+        now: Timestamp,
     ) -> Result<(), StoreError> {
         // Sealed for the key it is filed under.
         self.inner
-            .rotate(old_key, new_key, &self.seal(new_key, record)?)
+            .rotate(old_key, new_key, &self.seal(new_key, record)?, now)
             .await
     }
 
-    async fn list_by_user(&self, user: &str) -> Result<Vec<UserSession>, StoreError> {
+    async fn list_by_user(
+        &self,
+        user: &str,
+        now: Timestamp,
+    ) -> Result<Vec<UserSession>, StoreError> {
         self.inner
-            .list_by_user(user)
+            .list_by_user(user, now)
             .await?
             .into_iter()
             .map(|s| {
@@ -208,16 +224,17 @@ impl<S: SessionStore> SessionStore for EncryptedStore<S> {
         &self,
         user: &str,
         except: Option<&StorageKey>,
+        now: Timestamp,
     ) -> Result<u64, StoreError> {
-        self.inner.delete_by_user(user, except).await
+        self.inner.delete_by_user(user, except, now).await
     }
 
     fn is_durable(&self) -> bool {
         self.inner.is_durable()
     }
 
-    async fn delete_expired(&self) -> Result<u64, StoreError> {
-        self.inner.delete_expired().await
+    async fn delete_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
+        self.inner.delete_expired(now).await
     }
 }
 

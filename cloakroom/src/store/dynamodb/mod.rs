@@ -222,12 +222,17 @@ impl DynamoStore {
 
 #[async_trait]
 impl SessionStore for DynamoStore {
-    async fn create(&self, key: &StorageKey, record: &Record) -> Result<(), StoreError> {
-        self.create_at(key, record, Timestamp::now()).await
+    async fn create(
+        &self,
+        key: &StorageKey,
+        record: &Record,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.create_at(key, record, now).await
     }
 
-    async fn load(&self, key: &StorageKey) -> Result<Option<Record>, StoreError> {
-        self.load_at(key, Timestamp::now()).await
+    async fn load(&self, key: &StorageKey, now: Timestamp) -> Result<Option<Record>, StoreError> {
+        self.load_at(key, now).await
     }
 
     async fn save(
@@ -235,16 +240,21 @@ impl SessionStore for DynamoStore {
         key: &StorageKey,
         record: &Record,
         expected_version: u64,
+        now: Timestamp,
     ) -> Result<(), StoreError> {
-        self.save_at(key, record, expected_version, Timestamp::now())
-            .await
+        self.save_at(key, record, expected_version, now).await
     }
 
-    async fn touch(&self, key: &StorageKey, idle_deadline: Timestamp) -> Result<(), StoreError> {
-        self.touch_at(key, idle_deadline, Timestamp::now()).await
+    async fn touch(
+        &self,
+        key: &StorageKey,
+        idle_deadline: Timestamp,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.touch_at(key, idle_deadline, now).await
     }
 
-    async fn delete(&self, key: &StorageKey) -> Result<(), StoreError> {
+    async fn delete(&self, key: &StorageKey, _now: Timestamp) -> Result<(), StoreError> {
         self.delete_key(key).await
     }
 
@@ -253,21 +263,26 @@ impl SessionStore for DynamoStore {
         old_key: &StorageKey,
         new_key: &StorageKey,
         record: &Record,
+        now: Timestamp,
     ) -> Result<(), StoreError> {
-        self.rotate_at(old_key, new_key, record, Timestamp::now())
-            .await
+        self.rotate_at(old_key, new_key, record, now).await
     }
 
-    async fn list_by_user(&self, user: &str) -> Result<Vec<UserSession>, StoreError> {
-        self.list_by_user_at(user, Timestamp::now()).await
+    async fn list_by_user(
+        &self,
+        user: &str,
+        now: Timestamp,
+    ) -> Result<Vec<UserSession>, StoreError> {
+        self.list_by_user_at(user, now).await
     }
 
     async fn delete_by_user(
         &self,
         user: &str,
         except: Option<&StorageKey>,
+        now: Timestamp,
     ) -> Result<u64, StoreError> {
-        self.delete_by_user_at(user, except, Timestamp::now()).await
+        self.delete_by_user_at(user, except, now).await
     }
 
     /// DynamoDB keeps every acknowledged write (replicated across zones).
@@ -275,7 +290,7 @@ impl SessionStore for DynamoStore {
         true
     }
 
-    async fn delete_expired(&self) -> Result<u64, StoreError> {
-        self.delete_expired_at(Timestamp::now()).await
+    async fn delete_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
+        self.delete_expired_at(now).await
     }
 }

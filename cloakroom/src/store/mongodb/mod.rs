@@ -155,12 +155,17 @@ impl MongoStore {
 
 #[async_trait]
 impl SessionStore for MongoStore {
-    async fn create(&self, key: &StorageKey, record: &Record) -> Result<(), StoreError> {
-        self.create_at(key, record, Timestamp::now()).await
+    async fn create(
+        &self,
+        key: &StorageKey,
+        record: &Record,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.create_at(key, record, now).await
     }
 
-    async fn load(&self, key: &StorageKey) -> Result<Option<Record>, StoreError> {
-        self.load_at(key, Timestamp::now()).await
+    async fn load(&self, key: &StorageKey, now: Timestamp) -> Result<Option<Record>, StoreError> {
+        self.load_at(key, now).await
     }
 
     async fn save(
@@ -168,16 +173,21 @@ impl SessionStore for MongoStore {
         key: &StorageKey,
         record: &Record,
         expected_version: u64,
+        now: Timestamp,
     ) -> Result<(), StoreError> {
-        self.save_at(key, record, expected_version, Timestamp::now())
-            .await
+        self.save_at(key, record, expected_version, now).await
     }
 
-    async fn touch(&self, key: &StorageKey, idle_deadline: Timestamp) -> Result<(), StoreError> {
-        self.touch_at(key, idle_deadline, Timestamp::now()).await
+    async fn touch(
+        &self,
+        key: &StorageKey,
+        idle_deadline: Timestamp,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.touch_at(key, idle_deadline, now).await
     }
 
-    async fn delete(&self, key: &StorageKey) -> Result<(), StoreError> {
+    async fn delete(&self, key: &StorageKey, _now: Timestamp) -> Result<(), StoreError> {
         self.delete_key(key).await
     }
 
@@ -186,21 +196,26 @@ impl SessionStore for MongoStore {
         old_key: &StorageKey,
         new_key: &StorageKey,
         record: &Record,
+        now: Timestamp,
     ) -> Result<(), StoreError> {
-        self.rotate_at(old_key, new_key, record, Timestamp::now())
-            .await
+        self.rotate_at(old_key, new_key, record, now).await
     }
 
-    async fn list_by_user(&self, user: &str) -> Result<Vec<UserSession>, StoreError> {
-        self.list_by_user_at(user, Timestamp::now()).await
+    async fn list_by_user(
+        &self,
+        user: &str,
+        now: Timestamp,
+    ) -> Result<Vec<UserSession>, StoreError> {
+        self.list_by_user_at(user, now).await
     }
 
     async fn delete_by_user(
         &self,
         user: &str,
         except: Option<&StorageKey>,
+        now: Timestamp,
     ) -> Result<u64, StoreError> {
-        self.delete_by_user_at(user, except, Timestamp::now()).await
+        self.delete_by_user_at(user, except, now).await
     }
 
     /// Durable as far as the deployment is: journaled writes, and
@@ -209,7 +224,7 @@ impl SessionStore for MongoStore {
         true
     }
 
-    async fn delete_expired(&self) -> Result<u64, StoreError> {
-        self.delete_expired_at(Timestamp::now()).await
+    async fn delete_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
+        self.delete_expired_at(now).await
     }
 }
