@@ -146,7 +146,7 @@ pub struct DemoOptions {
     /// Server-side (default) or client-side sessions.
     pub mode: SessionMode,
     /// Server mode: seal every record before it reaches the session store
-    /// ([`EncryptedStore`](cloakroom::store::EncryptedStore)) with these
+    /// ([`cloakroom::store::EncryptedStore`]) with these
     /// keys.
     pub encrypt_at_rest: Option<KeySource>,
 }

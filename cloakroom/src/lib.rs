@@ -30,8 +30,10 @@
 //!   [`MemoryStore`](store::MemoryStore), [`FileStore`](store::FileStore),
 //!   [`TieredStore`](store::TieredStore), `SqliteStore` (feature `sqlite`,
 //!   on by default), `PostgresStore` (`postgres`), `MySqlStore` (`mysql`),
-//!   `RedisStore` for Redis and Redis Cluster (`redis`) and
-//!   `MemcachedStore` (`memcached`). [`store::connect`] picks one by URL.
+//!   `RedisStore` for Redis and Redis Cluster (`redis`), `MemcachedStore`
+//!   (`memcached`), `MongoStore` (`mongodb`) and `DynamoStore`
+//!   (`dynamodb`); [`EncryptedStore`](store::EncryptedStore) seals records
+//!   before they reach any of them. [`store::connect`] picks one by URL.
 //! * [`SessionId`], [`Record`], [`Expiry`], [`CookieConfig`]: the pieces
 //!   the design contract fixes.
 //!
