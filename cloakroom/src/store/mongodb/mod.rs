@@ -92,7 +92,9 @@ const BACKEND: &str = "mongodb";
 ///
 /// The driver's own: `mongodb://[user:password@]host[:port][,host…]/DB[?options]`,
 /// with every option the driver knows (`replicaSet`, `tls=true`,
-/// `authSource`, …). Without `serverSelectionTimeoutMS` the store waits at
+/// `authSource`, …). TLS goes through the system's OpenSSL (building the
+/// `mongodb` feature needs its headers: `libssl-dev` and `pkg-config` on
+/// Debian). Without `serverSelectionTimeoutMS` the store waits at
 /// most 5 seconds for a server. `mongodb+srv://` is not supported (this
 /// build leaves out the driver's DNS resolver): list the hosts. For a
 /// client you configured yourself, use [`from_client`](Self::from_client).
