@@ -55,6 +55,15 @@ function request()
 end
 LUA
 
+# Waits (at most 60 s) until a session read answers within a second: a
+# slow store may still be draining the previous phase's backlog, which the
+# next phase should not be charged for.
+settle() {
+  for _ in $(seq 1 60); do
+    curl -s -o /dev/null -m 1 -H "Cookie: $cookie" "http://127.0.0.1:$PORT/api/data" && return 0
+  done
+}
+
 rate() { awk '/Requests\/sec/ {printf "%d", $2}'; }
 p99() { awk '$1=="99%" {print $2}'; }
 
@@ -85,7 +94,9 @@ for store in "${stores[@]}"; do
     continue
   fi
   WRITE=0 timeout 60 wrk -t2 -c64 -d2s -s "$tmp/session.lua" "http://127.0.0.1:$PORT" >/dev/null
+  settle
   r=$(WRITE=0 timeout 60 wrk -t2 -c64 -d"$DURATION" --latency -s "$tmp/session.lua" "http://127.0.0.1:$PORT")
+  settle
   w=$(WRITE=1 timeout 60 wrk -t2 -c64 -d"$DURATION" --latency -s "$tmp/session.lua" "http://127.0.0.1:$PORT")
   echo "| ${store/\/\/postgres@/\/\/…@} | $(echo "$r" | rate) | $(echo "$r" | p99) | $(echo "$w" | rate) | $(echo "$w" | p99) |"
   kill "$pid"; wait "$pid" 2>/dev/null || true; pid=

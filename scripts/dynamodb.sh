@@ -10,8 +10,7 @@
 #
 # Tests find it through CLOAKROOM_TEST_DYNAMODB_URL (default
 # dynamodb+http://127.0.0.1:8000/cloakroom_test). CLOAKROOM_DYNAMODB_PORT
-# picks another port. A second emulator, dynalite, for telling emulator
-# bugs from store bugs: scripts/dynalite.sh.
+# picks another port.
 set -uo pipefail
 . "$(dirname "$0")/python-venv.sh"
 

@@ -1,5 +1,6 @@
 //! The SDK's errors as [`StoreError`]s.
 
+use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{BuildError, ProvideErrorMetadata, SdkError};
 
 use super::BACKEND;
@@ -17,13 +18,13 @@ const TRANSIENT_CODES: &[&str] = &[
     "TransactionInProgressException",
 ];
 
-/// Timeouts, connection failures, unreadable responses and throttling are
+/// Timeouts, connection failures, unreadable responses, throttling and
+/// server errors (HTTP 5xx, whatever the body) are
 /// [`StoreError::Unavailable`]; the rest (a missing table, a refused
 /// request, bad credentials) is [`StoreError::Other`].
-pub(super) fn sdk_error<E, R>(e: SdkError<E, R>) -> StoreError
+pub(super) fn sdk_error<E>(e: SdkError<E, HttpResponse>) -> StoreError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug + Send + Sync + 'static,
 {
     let transient = match &e {
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {

@@ -92,7 +92,8 @@ const BACKEND: &str = "mongodb";
 ///
 /// The driver's own: `mongodb://[user:password@]host[:port][,host…]/DB[?options]`,
 /// with every option the driver knows (`replicaSet`, `tls=true`,
-/// `authSource`, …). TLS goes through the system's OpenSSL (building the
+/// `authSource`, `maxPoolSize` (the driver's default is 10 connections per
+/// server: raise it for more concurrent requests), …). TLS goes through the system's OpenSSL (building the
 /// `mongodb` feature needs its headers: `libssl-dev` and `pkg-config` on
 /// Debian). Without `serverSelectionTimeoutMS` the store waits at
 /// most 5 seconds for a server. `mongodb+srv://` is not supported (this
