@@ -50,7 +50,7 @@ mod redis {
         let prefix = format!("cloakroom-it-enc:{}:", support::services::random_hex(16));
         let inner = cloakroom::store::RedisStore::connect(&support::services::redis_url())
             .await?
-            .with_prefix(prefix);
+            .with_prefix(prefix)?;
         Ok(EncryptedStore::new(inner, keys()))
     }
     cloakroom::conformance_tests!(service "redis", async store().await, native_expiry);
