@@ -3,6 +3,11 @@
 //! S16), session IDs (F3, S5) and the record encoding (F6).
 //!
 //! Each property runs proptest's default 256 cases.
+//!
+//! Over 600 lines on purpose: the properties share one set of strategies
+//! (arbitrary cookies, headers, records), and each stands next to the
+//! strategy it uses; split, the strategies would have to move to a support
+//! module away from the properties that explain them.
 
 use std::time::Duration;
 
