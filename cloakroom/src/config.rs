@@ -100,6 +100,12 @@ pub enum ConfigError {
         "the revocation epoch store is not durable (it may lose or evict data); use a durable store such as SQLite or PostgreSQL, or accept the risk with ClientSessions::with_revocation_on_volatile_store"
     )]
     VolatileRevocationStore,
+    /// A concurrent-session limit of zero, or one on client-side sessions
+    /// (no store knows a user's sealed cookies).
+    #[error(
+        "invalid session limit: it must allow at least one session, and needs server-side sessions"
+    )]
+    SessionLimit,
 }
 
 pub(crate) type IdGenerator = Arc<dyn Fn() -> SessionId + Send + Sync>;
@@ -115,6 +121,10 @@ pub(crate) struct SessionConfig {
     pub(crate) on_failure: OnStoreFailure,
     pub(crate) max_value_bytes: usize,
     pub(crate) max_record_bytes: usize,
+    /// Names sessions in device listings.
+    pub(crate) handle_key: crate::auth::HandleKey,
+    /// The concurrent-session limit, if any (S26).
+    pub(crate) session_limit: Option<crate::auth::SessionLimit>,
 }
 
 impl Default for SessionConfig {
@@ -127,6 +137,8 @@ impl Default for SessionConfig {
             on_failure: OnStoreFailure::default(),
             max_value_bytes: crate::SessionLayer::DEFAULT_MAX_VALUE_BYTES,
             max_record_bytes: crate::SessionLayer::DEFAULT_MAX_RECORD_BYTES,
+            handle_key: crate::auth::HandleKey::default(),
+            session_limit: None,
         }
     }
 }
@@ -139,6 +151,7 @@ impl fmt::Debug for SessionConfig {
             .field("on_failure", &self.on_failure)
             .field("max_value_bytes", &self.max_value_bytes)
             .field("max_record_bytes", &self.max_record_bytes)
+            .field("session_limit", &self.session_limit)
             .finish_non_exhaustive()
     }
 }
@@ -151,6 +164,9 @@ impl SessionConfig {
             // A larger record would be saved and then fail to decode on
             // every load: the session would silently be lost.
             return Err(ConfigError::RecordLimit(self.max_record_bytes));
+        }
+        if self.session_limit.is_some_and(|l| l.max() == 0) {
+            return Err(ConfigError::SessionLimit);
         }
         let e = self.expiry;
         if e.idle_timeout().is_zero() || e.absolute_timeout().is_zero() {

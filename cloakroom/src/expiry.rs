@@ -211,6 +211,7 @@ pub struct Expiry {
     remember_idle_timeout: Duration,
     remember_absolute_timeout: Duration,
     touch_interval: Duration,
+    renewal: Option<(Duration, Duration)>,
 }
 
 impl Default for Expiry {
@@ -221,11 +222,32 @@ impl Default for Expiry {
             remember_idle_timeout: Duration::from_secs(14 * 24 * 3600),
             remember_absolute_timeout: Duration::from_secs(30 * 24 * 3600),
             touch_interval: Duration::from_secs(60),
+            renewal: None,
         }
     }
 }
 
 impl Expiry {
+    /// Moves a server-side session to a new ID once its ID is `interval`
+    /// old (S21; off by default), on the next request that uses it. The
+    /// old ID keeps working for `grace` afterwards, naming the same
+    /// session, so that requests already on their way with it (other tabs,
+    /// parallel fetches) are not signed out; after that it is unknown.
+    /// A write still in flight through the old ID when the ID moves is
+    /// dropped, as for any rotation (S28). Client-side sessions ignore it
+    /// (every response re-seals them under a fresh nonce).
+    #[must_use]
+    pub fn with_renewal(mut self, interval: Duration, grace: Duration) -> Self {
+        self.renewal = Some((interval, grace));
+        self
+    }
+
+    /// The renewal interval and grace, if renewal is on.
+    #[must_use]
+    pub fn renewal(&self) -> Option<(Duration, Duration)> {
+        self.renewal
+    }
+
     /// Idle timeout of ordinary sessions (default 30 minutes).
     #[must_use]
     pub fn with_idle_timeout(mut self, d: Duration) -> Self {

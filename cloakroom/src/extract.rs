@@ -57,6 +57,9 @@ impl IntoResponse for SessionError {
             SessionError::InvalidKey
             | SessionError::InvalidUser
             | SessionError::ValueTooDeep { .. } => StatusCode::BAD_REQUEST,
+            SessionError::DeviceNotFound => StatusCode::NOT_FOUND,
+            SessionError::NotSignedIn => StatusCode::UNAUTHORIZED,
+            SessionError::SessionLimitReached { .. } => StatusCode::CONFLICT,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         (status, self.to_string()).into_response()

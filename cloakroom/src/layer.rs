@@ -180,6 +180,22 @@ impl SessionLayer {
         self.configure(|c| c.config.max_record_bytes = n)
     }
 
+    /// Names sessions in device listings with `key` (default: a public
+    /// key; see [`HandleKey`](crate::auth::HandleKey)). Use the same key
+    /// wherever the deployment lists devices (every instance, the admin
+    /// CLI).
+    pub fn with_handle_key(self, key: crate::auth::HandleKey) -> Self {
+        self.configure(|c| c.config.handle_key = key)
+    }
+
+    /// Caps each user's live sessions (S26): [`Session::login`](crate::Session::login)
+    /// evicts the oldest or refuses, as `limit` says, atomically with
+    /// respect to the user's other sign-ins. Server-side sessions only:
+    /// `build` refuses a limit on client-side sessions.
+    pub fn with_session_limit(self, limit: crate::auth::SessionLimit) -> Self {
+        self.configure(|c| c.config.session_limit = Some(limit))
+    }
+
     /// Checks the configuration.
     ///
     /// # Errors

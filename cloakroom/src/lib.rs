@@ -52,6 +52,7 @@
 #[doc = include_str!("../../README.md")]
 mod readme {}
 
+pub mod auth;
 pub mod client_side;
 mod config;
 mod cookie;

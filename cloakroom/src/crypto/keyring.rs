@@ -230,6 +230,12 @@ impl Keyring {
         self.key_ids().position(|candidate| candidate == id)
     }
 
+    /// The newest master key's MAC subkey for `purpose`: for keyed hashes
+    /// that must stay stable while a deployment runs (device handles).
+    pub(crate) fn mac_key(&self, purpose: &str) -> zeroize::Zeroizing<[u8; 32]> {
+        self.purpose_keys(purpose).newest().mac.clone()
+    }
+
     /// The subkeys of `purpose`, derived on first use and then cached.
     pub(super) fn purpose_keys(&self, purpose: &str) -> Arc<PurposeKeys> {
         // The cache only ever gains complete entries, so a panic elsewhere

@@ -130,3 +130,10 @@ impl fmt::Debug for Opened {
             .finish()
     }
 }
+
+/// An HMAC-SHA256 keyed with `key`.
+pub(crate) fn hmac_sha256(key: &[u8]) -> hmac::Hmac<sha2::Sha256> {
+    use hmac::Mac as _;
+    #[allow(clippy::expect_used)]
+    <hmac::Hmac<sha2::Sha256>>::new_from_slice(key).expect("HMAC-SHA256 accepts keys of any length")
+}

@@ -328,6 +328,11 @@ async fn commit_batch(
     };
     for attempt in 0..MAX_SAVE_ATTEMPTS {
         let record = match base {
+            // The ID was renewed meanwhile (S21): dropped, as after a
+            // rotation (S28).
+            Ok(Some(r)) if super::renewal::forward_of(&r).is_some() => {
+                return answer_all(batch, &Ok(None));
+            }
             Ok(Some(r)) => r,
             Ok(None) => return answer_all(batch, &Ok(None)),
             Err(e) => return answer_all(batch, &Err(Arc::new(e))),

@@ -65,10 +65,13 @@ impl Context {
     /// [`ConfigError`] for a cookie browsers would drop (S10), impossible
     /// timeouts, or client-side revocation on a volatile store.
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
-        if let Engine::Sealed(sealed) = &self.engine
-            && sealed.has_unaccepted_volatile_epochs()
-        {
-            return Err(ConfigError::VolatileRevocationStore);
+        if let Engine::Sealed(sealed) = &self.engine {
+            if sealed.has_unaccepted_volatile_epochs() {
+                return Err(ConfigError::VolatileRevocationStore);
+            }
+            if self.config.session_limit.is_some() {
+                return Err(ConfigError::SessionLimit);
+            }
         }
         self.config.validate()
     }

@@ -92,4 +92,36 @@ pub enum SessionError {
         "cannot sign out other devices: client-side revocation is not configured (ClientSessions::with_revocation)"
     )]
     RevocationNotConfigured,
+    /// No session of the signed-in user has that device handle (also when
+    /// it is another user's, S25, or no one is signed in).
+    #[error("no session of this user has that device handle")]
+    DeviceNotFound,
+    /// Client-side sessions are not kept by any server, so there is no
+    /// list of them to show or end one by one; end them all with
+    /// [`Session::logout_everywhere`](crate::Session::logout_everywhere).
+    #[error(
+        "client-side sessions cannot be listed or ended one by one; use logout_everywhere (revocation epoch)"
+    )]
+    DevicesUnavailable,
+    /// A device to end is a refresh-token family, which only its
+    /// [`TokenSessions`](crate::token) can end completely (denying its
+    /// access tokens too). Nothing was ended.
+    #[error(
+        "that device is a token session; end it through TokenSessions::revoke_device so its access tokens end too"
+    )]
+    TokenRevocationNotConfigured,
+    /// The operation needs a signed-in user.
+    #[error("no one is signed in")]
+    NotSignedIn,
+    /// The user already has as many sessions as
+    /// [`SessionLayer::with_session_limit`](crate::SessionLayer::with_session_limit)
+    /// allows and its policy refuses new ones (S26). Nothing changed; sign
+    /// out another device first.
+    #[error(
+        "already signed in on {max} devices, the most allowed; sign out on another device first"
+    )]
+    SessionLimitReached {
+        /// The limit.
+        max: usize,
+    },
 }

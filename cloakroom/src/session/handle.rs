@@ -236,7 +236,15 @@ impl Session {
             state
                 .current
                 .as_ref()
-                .map(|c| c.record.keys().map(str::to_owned).collect())
+                .map(|c| {
+                    c.record
+                        .keys()
+                        // cloakroom's own bookkeeping (reserved keys) is
+                        // not the application's data.
+                        .filter(|k| !k.starts_with(char::is_control))
+                        .map(str::to_owned)
+                        .collect()
+                })
                 .unwrap_or_default()
         };
         for (k, change) in &state.pending.changes {

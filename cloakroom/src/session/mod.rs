@@ -41,6 +41,7 @@
 //! `sealed`: the record sealed in the cookie), chosen once per layer in
 //! `context`; `commit` saves (compare-and-swap, group commit).
 
+mod account;
 mod commit;
 mod context;
 mod error;
@@ -48,6 +49,7 @@ mod finish;
 mod handle;
 mod load;
 mod mode;
+mod renewal;
 mod sealed;
 mod server;
 mod sign_in;

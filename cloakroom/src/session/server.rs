@@ -39,6 +39,11 @@ impl ServerMode {
         Self::new(self.store.clone())
     }
 
+    /// The store.
+    pub(crate) fn store(&self) -> &Arc<dyn SessionStore> {
+        &self.store
+    }
+
     #[cfg(any(test, feature = "test-util"))]
     pub(crate) fn lanes(&self) -> &SaveLanes {
         &self.lanes
@@ -54,7 +59,7 @@ impl ServerMode {
 
     /// Files `record` under a freshly drawn ID: `rotate`d away from `old`,
     /// or `create`d. A colliding ID is never reused (S7): another is drawn.
-    async fn file_under_new_id(
+    pub(super) async fn file_under_new_id(
         &self,
         cfg: &SessionConfig,
         old: Option<&StorageKey>,
@@ -198,6 +203,15 @@ impl Mode for ServerMode {
         let key = id.storage_key();
         let now = cfg.clock.now();
         match timed("load", self.store.load(&key, now)).await {
+            Ok(Some(record)) if super::renewal::forward_of(&record).is_some() => {
+                // A renewed ID within its grace (S21): the session it
+                // moved to, if that still lives.
+                if let (true, Some(target)) =
+                    (record.is_live(now), super::renewal::forward_of(&record))
+                {
+                    state.current = self.follow_forward(target, now).await?;
+                }
+            }
             Ok(Some(record)) if record.is_live(now) => {
                 state.current = Some(Current {
                     id: Some(id.clone()),
@@ -234,7 +248,19 @@ impl Mode for ServerMode {
     }
 
     async fn delete(&self, cfg: &SessionConfig, key: &StorageKey) -> Result<(), StoreError> {
-        timed("delete", self.store.delete(key, cfg.clock.now())).await
+        let now = cfg.clock.now();
+        if cfg.expiry.renewal().is_some() {
+            // An ID renewed within its grace names its successor: a logout
+            // through it ends that session too (S21, S22).
+            if let Some(target) = timed("load", self.store.load(key, now))
+                .await?
+                .as_ref()
+                .and_then(super::renewal::forward_of)
+            {
+                timed("delete", self.store.delete(&target, now)).await?;
+            }
+        }
+        timed("delete", self.store.delete(key, now)).await
     }
 
     fn checks_inserts(&self) -> bool {
@@ -329,6 +355,7 @@ impl Mode for ServerMode {
         if !dirty {
             if state.loaded {
                 self.maybe_touch(cfg, state).await;
+                self.maybe_renew(cfg, state).await;
             }
             return;
         }
@@ -353,6 +380,7 @@ impl Mode for ServerMode {
             }
             Err(e) => state.fail(cfg, Arc::new(e), "save"),
         }
+        self.maybe_renew(cfg, state).await;
     }
 
     fn set_cookies(

@@ -192,6 +192,8 @@ impl Session {
             state.pending.apply(&mut record);
         }
         record.created_at = now;
+        // The new ID is as old as the sign-in (S21).
+        record.remove(super::renewal::ISSUED_AT);
         record.idle_timeout = idle;
         record.idle_deadline = now.saturating_add(idle);
         record.absolute_deadline = now.saturating_add(absolute);
@@ -203,6 +205,13 @@ impl Session {
             user_agent: visitor.user_agent_text(),
             ip: options.ip.or_else(|| visitor.ip.map(|ip| ip.to_string())),
         };
+        if let (Some(limit), super::context::Engine::Server(m)) =
+            (ctx.config.session_limit, &ctx.engine)
+        {
+            return self
+                .login_within_limit(&mut state, m.store().as_ref(), &limit, record)
+                .await;
+        }
         ctx.engine
             .reissue(
                 &ctx.config,
@@ -212,6 +221,51 @@ impl Session {
                 IfEnded::StartFresh,
             )
             .await
+    }
+
+    /// Files a sign-in under the user's lease, after applying the
+    /// concurrent-session limit (S26).
+    async fn login_within_limit(
+        &self,
+        state: &mut super::state::State,
+        store: &dyn crate::store::SessionStore,
+        limit: &crate::auth::SessionLimit,
+        record: crate::record::Record,
+    ) -> Result<(), SessionError> {
+        use crate::auth::limit::{Lease, Verdict, enforce};
+        let ctx = &self.inner.ctx;
+        let clock = &ctx.config.clock;
+        let user = record.user.clone().unwrap_or_default();
+        let lease = match Lease::acquire(store, &user, limit, || clock.now()).await {
+            Ok(lease) => lease,
+            Err(e) => {
+                let e = Arc::new(e);
+                state.fail(&ctx.config, e.clone(), "session_limit");
+                return Err(SessionError::Store(e));
+            }
+        };
+        let replacing = state.current.as_ref().map(|c| c.key);
+        let result = match enforce(store, &user, limit, replacing.as_ref(), clock.now()).await {
+            Ok(Verdict::Admit) => {
+                ctx.engine
+                    .reissue(
+                        &ctx.config,
+                        &self.inner.visitor,
+                        state,
+                        record,
+                        IfEnded::StartFresh,
+                    )
+                    .await
+            }
+            Ok(Verdict::Reject) => Err(SessionError::SessionLimitReached { max: limit.max() }),
+            Err(e) => {
+                let e = Arc::new(e);
+                state.fail(&ctx.config, e.clone(), "session_limit");
+                Err(SessionError::Store(e))
+            }
+        };
+        lease.release(store, clock.now()).await;
+        result
     }
 
     /// Signs the user out on every device: deletes all their server-side

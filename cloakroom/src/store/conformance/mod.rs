@@ -25,12 +25,14 @@
 //! Behind the `conformance` feature (it needs Tokio's multi-threaded
 //! runtime, which nothing else in cloakroom does).
 
+mod auth;
 mod expiry;
 mod fixtures;
 mod index;
 mod records;
 mod rotation;
 
+pub use auth::{revoke_device_by_handle, session_limit_under_parallel_logins};
 pub use expiry::{concurrent_saves_one_winner, delete_expired_reaps, judged_by_the_callers_clock};
 pub use index::{index_entries_die_with_sessions, user_index_delete_except, user_index_listing};
 pub use records::{
@@ -74,7 +76,7 @@ impl Capabilities {
 #[macro_export]
 macro_rules! __conformance_for_each {
     ($then:ident, $($args:tt)*) => {
-        $crate::$then!($($args)* [create_then_load, create_collision_is_conflict, load_missing_is_none, never_loads_expired, save_compare_and_swap, save_after_delete_is_not_found, touch_leaves_data, delete_is_idempotent, rotate_keeps_exactly_one, rotate_onto_taken_key_is_conflict, rotate_of_deleted_key_is_not_found, rotate_of_expired_key_is_not_found, touch_after_expiry_is_not_found, delete_by_user_racing_rotate_leaves_no_live_session, user_index_listing, user_index_delete_except, index_entries_die_with_sessions, concurrent_saves_one_winner, judged_by_the_callers_clock] [delete_expired_reaps]);
+        $crate::$then!($($args)* [create_then_load, create_collision_is_conflict, load_missing_is_none, never_loads_expired, save_compare_and_swap, save_after_delete_is_not_found, touch_leaves_data, delete_is_idempotent, rotate_keeps_exactly_one, rotate_onto_taken_key_is_conflict, rotate_of_deleted_key_is_not_found, rotate_of_expired_key_is_not_found, touch_after_expiry_is_not_found, delete_by_user_racing_rotate_leaves_no_live_session, user_index_listing, user_index_delete_except, index_entries_die_with_sessions, concurrent_saves_one_winner, judged_by_the_callers_clock, session_limit_under_parallel_logins, revoke_device_by_handle] [delete_expired_reaps]);
     };
 }
 
