@@ -1,10 +1,12 @@
 //! Admin commands that work on a store by URL: `purge` (delete expired
-//! sessions now), `dynamodb-create-table` (make a DynamoDB table ready) and
-//! `store-bench` (load/save latency against the real backend).
+//! sessions now), `sessions list` / `sessions revoke` (a user's devices),
+//! `dynamodb-create-table` (make a DynamoDB table ready) and `store-bench`
+//! (load/save latency against the real backend).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use cloakroom::auth::{DeviceError, Devices};
 use cloakroom::store::{DynamoStore, SessionStore, StoreError, StoreUrl, connect};
 use cloakroom::{Record, SessionId, StorageKey, Timestamp};
 
@@ -17,6 +19,74 @@ use crate::store_spec::redact;
 /// [`StoreError`] if the URL is refused or the store fails.
 pub async fn purge(url: &str) -> Result<u64, StoreError> {
     connect(url).await?.delete_expired(Timestamp::now()).await
+}
+
+/// A user's live sessions in the store at `url`, as a table (or JSON):
+/// the same handles the demo's `GET /api/sessions` shows (both use the
+/// default [`HandleKey`](cloakroom::auth::HandleKey)).
+///
+/// # Errors
+///
+/// [`DeviceError`] if the URL is refused or the store fails.
+pub async fn sessions_list(url: &str, user: &str, json: bool) -> Result<String, DeviceError> {
+    let devices = Devices::new(connect(url).await?);
+    let list = devices.list(user, None).await?;
+    if json {
+        let rows: Vec<serde_json::Value> = list
+            .iter()
+            .map(|d| {
+                serde_json::json!({
+                    "handle": d.handle,
+                    "kind": d.kind.as_str(),
+                    "created_at": d.created_at.to_rfc3339(),
+                    "last_seen_at": d.last_seen.to_rfc3339(),
+                    "ip": d.ip,
+                    "user_agent": d.user_agent,
+                    "remember_me": d.remember_me,
+                })
+            })
+            .collect();
+        return Ok(format!("{}\n", serde_json::Value::Array(rows)));
+    }
+    let mut out = String::new();
+    if list.is_empty() {
+        out.push_str("no live sessions\n");
+    }
+    for d in &list {
+        // User agents and addresses are the client's text: printed with
+        // control characters escaped, so a hostile one cannot forge lines.
+        out.push_str(&format!(
+            "{}  {:<12}  created {}  last seen {}  ip {}  {}\n",
+            d.handle,
+            d.kind.as_str(),
+            d.created_at.to_rfc3339(),
+            d.last_seen.to_rfc3339(),
+            d.ip.as_deref().unwrap_or("-").escape_debug(),
+            d.user_agent.as_deref().unwrap_or("-").escape_debug(),
+        ));
+    }
+    Ok(out)
+}
+
+/// Ends `user`'s session with `handle`, or all their sessions when
+/// `handle` is `None`; returns how many were ended.
+///
+/// # Errors
+///
+/// [`DeviceError::NotFound`] for a handle that is not one of the user's;
+/// [`DeviceError::TokensNotConfigured`] if a token family is among them
+/// (end those through the token API, which denies their access tokens
+/// too); a refused URL or store failure.
+pub async fn sessions_revoke(
+    url: &str,
+    user: &str,
+    handle: Option<&str>,
+) -> Result<u64, DeviceError> {
+    let devices = Devices::new(connect(url).await?);
+    match handle {
+        Some(h) => devices.revoke(user, h).await.map(|_| 1),
+        None => devices.revoke_all(user, None).await,
+    }
 }
 
 /// Creates the table of the DynamoDB store at `url`

@@ -112,6 +112,11 @@ impl From<SessionError> for ApiError {
             SessionError::InvalidKey | SessionError::ValueTooDeep { .. } => {
                 Self::bad_request(e.to_string())
             }
+            SessionError::DeviceNotFound => Self::new(StatusCode::NOT_FOUND, "no such device"),
+            SessionError::NotSignedIn => Self::unauthorized("not signed in"),
+            SessionError::SessionLimitReached { .. } => {
+                Self::new(StatusCode::CONFLICT, e.to_string())
+            }
             _ => Self::internal("session data could not be read or written", &e),
         }
     }
@@ -204,7 +209,7 @@ fn check_username(username: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn check_password(password: &str) -> Result<(), ApiError> {
+pub(crate) fn check_password(password: &str) -> Result<(), ApiError> {
     if !(MIN_PASSWORD_BYTES..=MAX_PASSWORD_BYTES).contains(&password.len()) {
         return Err(ApiError::bad_request(format!(
             "password must be {MIN_PASSWORD_BYTES} to {MAX_PASSWORD_BYTES} bytes long"

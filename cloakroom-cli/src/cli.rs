@@ -56,6 +56,10 @@ pub enum Command {
         #[arg(long, env = "CLOAKROOM_STORE")]
         store: String,
     },
+    /// List or end one user's sessions in a store ("your devices", from
+    /// the operator's side).
+    #[command(subcommand)]
+    Sessions(SessionsCommand),
     /// Measure create/load/save/touch latency of a store (p50, p99, ops/s).
     StoreBench {
         /// Store URL (as for `purge`).
@@ -67,6 +71,39 @@ pub enum Command {
         /// Concurrent workers.
         #[arg(long, default_value_t = 16)]
         concurrency: usize,
+    },
+}
+
+/// `cloakroom sessions …`.
+#[derive(Debug, Subcommand)]
+pub enum SessionsCommand {
+    /// List a user's live sessions: handle, kind, created, last seen, IP,
+    /// user agent.
+    List {
+        /// Store URL (as for `purge`).
+        #[arg(long, env = "CLOAKROOM_STORE")]
+        store: String,
+        /// The user (as passed to `Session::login`).
+        #[arg(long)]
+        user: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// End one session of a user by handle, or all of them.
+    Revoke {
+        /// Store URL (as for `purge`).
+        #[arg(long, env = "CLOAKROOM_STORE")]
+        store: String,
+        /// The user.
+        #[arg(long)]
+        user: String,
+        /// The handle to end (from `sessions list`).
+        #[arg(long, conflicts_with = "all", required_unless_present = "all")]
+        handle: Option<String>,
+        /// End every session of the user.
+        #[arg(long)]
+        all: bool,
     },
 }
 
@@ -135,6 +172,7 @@ impl Cli {
                 Command::Keygen { .. }
                 | Command::Purge { .. }
                 | Command::DynamodbCreateTable { .. }
+                | Command::Sessions(_)
                 | Command::StoreBench { .. },
             )
             | None => self.serve,

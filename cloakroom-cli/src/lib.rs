@@ -64,7 +64,8 @@ use axum::http::header::{CONTENT_TYPE, RETRY_AFTER};
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
+use cloakroom::auth::RequireFreshAuth;
 use cloakroom::client_side::ClientSessions;
 use cloakroom::crypto::{Keyring, MasterKey};
 use cloakroom::store::{
@@ -75,6 +76,7 @@ use cloakroom::{ConfigError, CookieConfig, OnStoreFailure, SessionLayer};
 pub mod admin;
 mod api;
 pub mod cli;
+mod devices_api;
 mod log_safe;
 pub mod password;
 mod store_spec;
@@ -410,6 +412,18 @@ pub async fn build_app_with_stores(
         .route("/api/logout", post(api::logout))
         .route("/api/logout-everywhere", post(api::logout_everywhere))
         .route("/api/me", get(api::me))
+        .route("/api/sessions", get(devices_api::list))
+        .route(
+            "/api/sessions/revoke-others",
+            post(devices_api::revoke_others),
+        )
+        .route("/api/sessions/{handle}", delete(devices_api::revoke))
+        .route(
+            "/api/password",
+            post(devices_api::change_password)
+                .layer(RequireFreshAuth::new(devices_api::FRESH_AUTH_MAX_AGE)),
+        )
+        .route("/api/reauth", post(devices_api::reauth))
         .route("/api/data", get(api::get_data))
         .route(
             "/api/data/{key}",

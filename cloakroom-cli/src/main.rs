@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use cloakroom_cli::admin;
-use cloakroom_cli::cli::{Cli, Command, serve};
+use cloakroom_cli::cli::{Cli, Command, SessionsCommand, serve};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -25,7 +25,11 @@ async fn main() -> ExitCode {
         };
     }
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    // Logs go to stderr: stdout is the admin commands' output (JSON, say).
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     let result = match &cli.command {
         Some(Command::Purge { store }) => admin::purge(store)
             .await
@@ -34,6 +38,21 @@ async fn main() -> ExitCode {
         Some(Command::DynamodbCreateTable { store }) => admin::dynamodb_create_table(store)
             .await
             .map(|table| println!("table {table} is ready (TTL on `ttl` enabled)"))
+            .map_err(|e| e.to_string()),
+        Some(Command::Sessions(SessionsCommand::List { store, user, json })) => {
+            admin::sessions_list(store, user, *json)
+                .await
+                .map(|text| print!("{text}"))
+                .map_err(|e| e.to_string())
+        }
+        Some(Command::Sessions(SessionsCommand::Revoke {
+            store,
+            user,
+            handle,
+            all: _,
+        })) => admin::sessions_revoke(store, user, handle.as_deref())
+            .await
+            .map(|n| println!("ended {n} session(s)"))
             .map_err(|e| e.to_string()),
         Some(Command::StoreBench {
             store,

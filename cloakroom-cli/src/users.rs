@@ -124,6 +124,38 @@ impl UserStore {
         }
     }
 
+    /// Replaces the password hash of the registered `username`; returns
+    /// whether the user exists.
+    ///
+    /// # Errors
+    ///
+    /// A database failure.
+    pub async fn set_password(
+        &self,
+        username: &str,
+        password_hash: &str,
+    ) -> Result<bool, UserStoreError> {
+        match self {
+            Self::Memory(map) => Ok(lock(map)
+                .get_mut(username)
+                .map(|h| *h = password_hash.to_owned())
+                .is_some()),
+            Self::Sqlite(conn) => {
+                let conn = conn.clone();
+                let username = username.to_owned();
+                let hash = password_hash.to_owned();
+                let updated = tokio::task::spawn_blocking(move || {
+                    lock(&conn).execute(
+                        "UPDATE demo_users SET password_hash = ?2 WHERE username = ?1",
+                        params![username, hash],
+                    )
+                })
+                .await??;
+                Ok(updated > 0)
+            }
+        }
+    }
+
     /// The password hash of `username`, or `None` if no such user.
     ///
     /// # Errors
