@@ -184,15 +184,6 @@ impl StorageKey {
         }
         Ok(Self(out))
     }
-
-    /// A short, stable, non-secret handle for this session, for "your
-    /// devices" listings: the first 16 hex characters of SHA-256 of the key.
-    /// It cannot be presented as a session cookie.
-    #[must_use]
-    pub fn public_handle(&self) -> String {
-        let digest: [u8; 32] = Sha256::digest(self.0).into();
-        StorageKey(digest).to_hex()[..16].to_owned()
-    }
 }
 
 impl fmt::Debug for StorageKey {

@@ -257,11 +257,51 @@ pub async fn other_processes_see_revocations_within_the_cache_time(store: Arc<dy
     );
 }
 
+/// S24, S25: a token family shows in the user's device list as a token
+/// family; ending it by handle needs the `TokenSessions` (which also deny
+/// its access token) and nothing is ended without them.
+pub async fn token_families_are_devices(store: Arc<dyn SessionStore>) {
+    use cloakroom::auth::{DeviceError, DeviceKind, Devices};
+    let clock = MockClock::new();
+    let t = sessions(store.clone(), &clock);
+    let alice = user();
+    let pair = t.issue(&alice).await.unwrap();
+    let plain = Devices::new(store.clone()).with_clock(clock.clone());
+    let listed = plain.list(&alice, None).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].kind, DeviceKind::TokenFamily);
+    assert!(!pair.refresh_token.contains(&listed[0].handle));
+    assert!(matches!(
+        plain.revoke(&alice, &listed[0].handle).await,
+        Err(DeviceError::TokensNotConfigured)
+    ));
+    assert!(matches!(
+        plain.revoke_all(&alice, None).await,
+        Err(DeviceError::TokensNotConfigured)
+    ));
+    assert!(
+        t.verify(&pair.access_token).await.is_ok(),
+        "nothing was ended"
+    );
+    let with_tokens = plain.with_tokens(t.clone());
+    with_tokens.revoke(&alice, &listed[0].handle).await.unwrap();
+    assert!(
+        t.verify(&pair.access_token).await.is_err(),
+        "its access token is denied"
+    );
+    assert!(
+        t.refresh(&pair.refresh_token).await.is_err(),
+        "its refresh token is dead"
+    );
+    assert!(with_tokens.list(&alice, None).await.unwrap().is_empty());
+}
+
 macro_rules! token_scenarios {
     ($make:expr) => {
         token_scenarios!(@each $make, issue_verify_and_refresh, reuse_after_the_grace_revokes_the_family,
             concurrent_refreshes_converge_on_one_successor, revocations_of_user_device_and_token,
-            lifetimes_follow_the_clock, other_processes_see_revocations_within_the_cache_time);
+            lifetimes_follow_the_clock, other_processes_see_revocations_within_the_cache_time,
+            token_families_are_devices);
     };
     (@each $make:expr, $($name:ident),*) => {
         $(

@@ -285,7 +285,7 @@ impl Session {
             user: c.record.user.clone(),
             auth_time: c.record.auth_time,
             remember_me: c.record.remember_me,
-            handle: c.key.public_handle(),
+            handle: self.inner.ctx.config.handle_key.handle(&c.key),
         }))
     }
 

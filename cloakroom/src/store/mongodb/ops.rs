@@ -47,10 +47,11 @@ impl MongoStore {
             }
             // Gone between the insert and the replace: insert again.
         }
-        Err(StoreError::unavailable_in(
-            super::BACKEND,
-            "create kept racing deletions of an expired session under the same key",
-        ))
+        // Every attempt found the key taken when it inserted, and freed by
+        // the time it looked again: other writers are creating and
+        // deleting under this key (a contended lease, say). Taken at the
+        // moment of each insert is a collision under the contract.
+        Err(StoreError::Conflict)
     }
 
     async fn find_live(
