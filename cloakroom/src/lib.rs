@@ -64,6 +64,7 @@ mod id;
 mod layer;
 mod record;
 mod session;
+pub mod rate_limit;
 pub mod store;
 #[cfg(feature = "jwt")]
 pub mod token;
