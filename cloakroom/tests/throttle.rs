@@ -213,7 +213,11 @@ fn s53_one_response_for_every_reason() {
         assert_eq!(refused.reason, reason);
         let res: http::Response<String> = refused.response();
         assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
-        let secs: u64 = res.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+        let secs: u64 = res.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
         assert!(secs >= 1);
         bodies.push(res.into_body());
     }
@@ -225,8 +229,8 @@ fn s53_one_response_for_every_reason() {
 #[cfg(feature = "redis")]
 mod on_redis {
     use super::*;
-    use cloakroom::store::conformance::skip_service;
     use cloakroom::store::RedisStore;
+    use cloakroom::store::conformance::skip_service;
     use proptest::prelude::*;
     use support::services::{redis_cluster_urls, redis_url};
 
@@ -269,7 +273,9 @@ mod on_redis {
     /// S53: nothing at rest names the account or the client: every key
     /// under the prefix, on every node, and every value, is free of both.
     async fn no_usernames_in_keys(cluster: bool) {
-        let Some((store, nodes)) = setup(cluster).await else { return };
+        let Some((store, nodes)) = setup(cluster).await else {
+            return;
+        };
         let t = LoginThrottle::redis(&store, &keyring(), Policy::login());
         let name = "sensitive-username-q9";
         let client = "192.0.2.213";
@@ -287,8 +293,11 @@ mod on_redis {
                     .await
                     .unwrap();
                 for key in keys {
-                    let fields: Vec<String> =
-                        redis::cmd("HGETALL").arg(&key).query_async(&mut c).await.unwrap();
+                    let fields: Vec<String> = redis::cmd("HGETALL")
+                        .arg(&key)
+                        .query_async(&mut c)
+                        .await
+                        .unwrap();
                     seen.push((key, fields));
                 }
                 if next == 0 {
@@ -318,7 +327,9 @@ mod on_redis {
     /// S53 on Redis (server time): backoff then the window's end admits
     /// again.
     async fn backoff_and_window(cluster: bool) {
-        let Some((store, _)) = setup(cluster).await else { return };
+        let Some((store, _)) = setup(cluster).await else {
+            return;
+        };
         let policy = Policy::login().with_account_client(Some(
             Rule::backoff(2, Duration::from_millis(300), Duration::from_millis(600))
                 .with_window(Duration::from_millis(1500)),
@@ -398,7 +409,9 @@ mod on_redis {
             .enable_all()
             .build()
             .unwrap();
-        let Some((store, _)) = rt.block_on(setup(cluster)) else { return };
+        let Some((store, _)) = rt.block_on(setup(cluster)) else {
+            return;
+        };
         let config = ProptestConfig {
             cases: 24,
             ..ProptestConfig::default()
@@ -453,8 +466,10 @@ fn client_ip_spoofed_header_ignored_without_trusted_proxies() {
 /// what the client wrote to its left is not believed.
 #[test]
 fn client_ip_rightmost_untrusted_hop() {
-    let source = ClientIpSource::peer()
-        .with_trusted_proxies(["10.0.0.0/8".parse().unwrap(), "2001:db8:ff::/48".parse().unwrap()]);
+    let source = ClientIpSource::peer().with_trusted_proxies([
+        "10.0.0.0/8".parse().unwrap(),
+        "2001:db8:ff::/48".parse().unwrap(),
+    ]);
     let headers = xff(&["6.6.6.6, 203.0.113.7", "10.1.2.3"]);
     assert_eq!(
         source.resolve(Some(ip("10.0.0.1")), &headers),
@@ -533,7 +548,10 @@ async fn s51_guessing_event_and_default_is_event_only() {
     assert!(logs.contains("192.0.2.66"));
     for cookie in &ids {
         let value = cookie.trim_start_matches("__Host-id=");
-        let line = logs.lines().find(|l| l.contains("session_guessing")).unwrap();
+        let line = logs
+            .lines()
+            .find(|l| l.contains("session_guessing"))
+            .unwrap();
         assert!(!line.contains(value));
     }
 }
@@ -557,7 +575,11 @@ async fn s51_guessing_optional_429() {
     let refused = send_req(&app, from("2001:db8:5:5::99", Some(&unknown_id_cookie()))).await;
     assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(refused.body, THROTTLED_BODY);
-    let secs: u64 = refused.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    let secs: u64 = refused.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=60).contains(&secs));
     let cookieless = send_req(&app, from("2001:db8:5:5::1", None)).await;
     assert_eq!(cookieless.status, StatusCode::OK);

@@ -117,9 +117,7 @@ fn parse_hop(hop: &str) -> Option<IpAddr> {
 /// IPv4-mapped IPv6 addresses as IPv4, so one host has one form.
 fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
-        IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map_or(IpAddr::V6(v6), IpAddr::V4),
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
         v4 @ IpAddr::V4(_) => v4,
     }
 }
@@ -170,8 +168,12 @@ mod tests {
 
     #[test]
     fn hops_with_ports_and_mapped_addresses() {
-        let source = ClientIpSource::peer().with_trusted_proxies(["10.0.0.0/8".parse().expect("net")]);
-        let got = source.resolve(Some(ip("::ffff:10.0.0.1")), &xff("[2001:db8::1]:443, 10.1.1.1:80"));
+        let source =
+            ClientIpSource::peer().with_trusted_proxies(["10.0.0.0/8".parse().expect("net")]);
+        let got = source.resolve(
+            Some(ip("::ffff:10.0.0.1")),
+            &xff("[2001:db8::1]:443, 10.1.1.1:80"),
+        );
         assert_eq!(got, Some(ip("2001:db8::1")));
     }
 }

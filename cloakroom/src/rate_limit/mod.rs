@@ -267,7 +267,10 @@ impl LoginThrottle {
                 Ok(_) => {}
                 Err(e) => {
                     tracing::error!(error = %e, "login throttle counters unavailable; refusing the attempt");
-                    return Err(Throttled::new(UNAVAILABLE_RETRY, ThrottleReason::Unavailable));
+                    return Err(Throttled::new(
+                        UNAVAILABLE_RETRY,
+                        ThrottleReason::Unavailable,
+                    ));
                 }
             }
         }
@@ -382,8 +385,10 @@ pub(crate) fn prefix_bytes(ip: IpAddr) -> [u8; 16] {
 /// Hex of the first 16 bytes of `hash` (128 bits name a counter).
 pub(crate) fn short_hex(hash: &Hash) -> String {
     use std::fmt::Write as _;
-    hash.iter().take(16).fold(String::with_capacity(32), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    hash.iter()
+        .take(16)
+        .fold(String::with_capacity(32), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
