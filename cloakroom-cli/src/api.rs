@@ -11,6 +11,7 @@ use serde_json::{Map, Value, json};
 
 use crate::log_safe::LogPseudonyms;
 use crate::password::{PasswordError, PasswordHasherPool};
+use crate::throttle::{ClientAddr, Throttles};
 use crate::users::{UserStore, UserStoreError};
 
 /// Longest username, in characters.
@@ -25,6 +26,8 @@ pub const MAX_DATA_KEY_CHARS: usize = 128;
 pub const MAX_DATA_KEY_BYTES: usize = 256;
 
 const INVALID_CREDENTIALS: &str = "invalid username or password";
+/// The body of every throttled answer, whichever counter refused.
+pub const TOO_MANY_ATTEMPTS: &str = "too many attempts; please wait and try again";
 
 /// What every handler shares.
 #[derive(Debug, Clone)]
@@ -34,6 +37,8 @@ pub(crate) struct AppState {
     /// Typed text that is not known to be a username is logged as this
     /// keyed pseudonym, never raw (defect 14).
     pub(crate) pseudonyms: LogPseudonyms,
+    /// Sign-in and registration throttling (S53).
+    pub(crate) throttles: Throttles,
 }
 
 /// An error answered as `{"error": "..."}` with a status code.
@@ -43,6 +48,8 @@ pub struct ApiError {
     pub status: StatusCode,
     /// The message sent to the client.
     pub message: String,
+    /// `Retry-After` in seconds (throttled answers only).
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -51,6 +58,15 @@ impl ApiError {
         Self {
             status,
             message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// 429 with `Retry-After`: one message for every throttling reason.
+    pub(crate) fn throttled(retry_after_secs: u64) -> Self {
+        Self {
+            retry_after: Some(retry_after_secs),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, TOO_MANY_ATTEMPTS)
         }
     }
 
@@ -74,7 +90,12 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({ "error": self.message }))).into_response()
+        let mut res = (self.status, Json(json!({ "error": self.message }))).into_response();
+        if let Some(secs) = self.retry_after {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+        }
+        res
     }
 }
 
@@ -221,10 +242,14 @@ pub(crate) fn check_password(password: &str) -> Result<(), ApiError> {
 /// `POST /api/register`.
 pub(crate) async fn register(
     State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
     JsonBody(body): JsonBody<RegisterBody>,
 ) -> ApiResult<impl IntoResponse> {
     check_username(&body.username)?;
     check_password(&body.password)?;
+    // Every attempt counts, taken or not: the 409 reveals which usernames
+    // exist (S53).
+    state.throttles.register(client).await?;
     let hash = state.passwords.hash(body.password).await?;
     state.users.create(&body.username, &hash).await?;
     // Checked above: 1 to 64 characters of [A-Za-z0-9_.-], and now a
@@ -237,12 +262,30 @@ pub(crate) async fn register(
 }
 
 /// Checks a username and password, answering 401 (the same for an unknown
-/// user and a wrong password) when they do not match.
+/// user and a wrong password) when they do not match, and 429 when the
+/// throttle says this attempt must wait (S53).
 pub(crate) async fn check_credentials(
     state: &AppState,
+    client: std::net::IpAddr,
     username: &str,
     password: String,
 ) -> ApiResult<()> {
+    // Counted alike whether or not the user exists: the throttle never
+    // asks.
+    let attempt = cloakroom::rate_limit::Attempt::new(username, client);
+    state.throttles.check_login(&attempt).await?;
+    let result = verify_credentials(state, username, password).await;
+    match &result {
+        Ok(()) => state.throttles.login_succeeded(&attempt).await,
+        Err(e) if e.status == StatusCode::UNAUTHORIZED => {
+            state.throttles.login_failed(&attempt).await;
+        }
+        Err(_) => {}
+    }
+    result
+}
+
+async fn verify_credentials(state: &AppState, username: &str, password: String) -> ApiResult<()> {
     // Over-long passwords are refused before hashing (no account can have
     // one); everything else costs one Argon2 verification, whether or not
     // the user exists, so timing does not reveal registered usernames.
@@ -275,10 +318,11 @@ pub(crate) async fn check_credentials(
 /// `POST /api/login`.
 pub(crate) async fn login(
     State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
     session: Session,
     JsonBody(body): JsonBody<LoginBody>,
 ) -> ApiResult<Json<Value>> {
-    check_credentials(&state, &body.username, body.password).await?;
+    check_credentials(&state, client, &body.username, body.password).await?;
     session
         .login_with(
             body.username.clone(),

@@ -100,11 +100,12 @@ pub(crate) struct PasswordBody {
 /// (`on_credentials_changed`, which also gives this one a new ID).
 pub(crate) async fn change_password(
     State(state): State<AppState>,
+    crate::throttle::ClientAddr(client): crate::throttle::ClientAddr,
     session: Session,
     JsonBody(body): JsonBody<PasswordBody>,
 ) -> ApiResult<StatusCode> {
     let user = user_of(&session).await?;
-    check_credentials(&state, &user, body.current_password).await?;
+    check_credentials(&state, client, &user, body.current_password).await?;
     check_password(&body.new_password)?;
     let hash = state.passwords.hash(body.new_password).await?;
     if !state.users.set_password(&user, &hash).await? {
@@ -127,11 +128,12 @@ pub(crate) struct ReauthBody {
 /// guard (S27); rotates the session ID.
 pub(crate) async fn reauth(
     State(state): State<AppState>,
+    crate::throttle::ClientAddr(client): crate::throttle::ClientAddr,
     session: Session,
     JsonBody(body): JsonBody<ReauthBody>,
 ) -> ApiResult<StatusCode> {
     let user = user_of(&session).await?;
-    check_credentials(&state, &user, body.password).await?;
+    check_credentials(&state, client, &user, body.password).await?;
     session.reauthenticate().await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -80,6 +80,7 @@ mod devices_api;
 mod log_safe;
 pub mod password;
 mod store_spec;
+mod throttle;
 mod token_api;
 pub mod users;
 
@@ -405,6 +406,7 @@ pub async fn build_app_with_stores(
         users: stores.users.clone(),
         passwords: PasswordHasherPool::new(concurrency).await?,
         pseudonyms: LogPseudonyms::random().map_err(|e| DemoError::Random(e.to_string()))?,
+        throttles: throttle::Throttles::in_memory()?,
     };
     let router = Router::new()
         .route("/api/register", post(api::register))
@@ -480,6 +482,7 @@ async fn build_token_app(
         users: stores.users.clone(),
         passwords: PasswordHasherPool::new(concurrency).await?,
         pseudonyms: LogPseudonyms::random().map_err(|e| DemoError::Random(e.to_string()))?,
+        throttles: throttle::Throttles::in_memory()?,
     };
     let router = token_api::router(tokens)
         .route("/", get(api::home))

@@ -75,10 +75,11 @@ fn pair_response(pair: &cloakroom::token::TokenPair) -> Response {
 
 async fn issue(
     State(state): State<AppState>,
+    crate::throttle::ClientAddr(client): crate::throttle::ClientAddr,
     axum::Extension(tokens): axum::Extension<TokenSessions>,
     JsonBody(body): JsonBody<LoginBody>,
 ) -> ApiResult<Response> {
-    api::check_credentials(&state, &body.username, body.password).await?;
+    api::check_credentials(&state, client, &body.username, body.password).await?;
     let now = cloakroom::Timestamp::now();
     let pair = tokens
         .issue_with(&body.username, Some(now), &cloakroom::token::NoClaims {})

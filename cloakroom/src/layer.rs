@@ -43,6 +43,7 @@ use crate::config::{ConfigError, IdGenerator, OnStoreFailure, SessionConfig};
 use crate::cookie::CookieConfig;
 use crate::expiry::{Clock, Expiry};
 use crate::id::SessionId;
+use crate::rate_limit::GuessingLimit;
 use crate::session::{Context, Engine, Failure, SealedMode, ServerMode, Session};
 use crate::store::{SessionStore, StoreError};
 
@@ -74,6 +75,7 @@ pub struct StoreFailure(pub Arc<StoreError>);
 #[must_use]
 pub struct SessionLayer {
     ctx: Arc<Context>,
+    guessing: Option<Arc<GuessingLimit>>,
 }
 
 impl std::fmt::Debug for SessionLayer {
@@ -115,6 +117,7 @@ impl SessionLayer {
     fn over(config: SessionConfig, engine: Engine) -> Self {
         Self {
             ctx: Arc::new(Context::new(config, engine)),
+            guessing: None,
         }
     }
 
@@ -196,6 +199,16 @@ impl SessionLayer {
         self.configure(|c| c.config.session_limit = Some(limit))
     }
 
+    /// Counts, per client, session cookies that name no session
+    /// (malformed, forged, or unknown to the store) and reports a client
+    /// that presents many: the session-guessing hook (S51). By default it
+    /// only logs; see [`GuessingLimit`] for the optional 429. Off unless
+    /// set.
+    pub fn with_guessing_limit(mut self, limit: GuessingLimit) -> Self {
+        self.guessing = Some(Arc::new(limit));
+        self
+    }
+
     /// Checks the configuration.
     ///
     /// # Errors
@@ -240,6 +253,7 @@ impl<S> Layer<S> for SessionLayer {
         SessionService {
             inner,
             ctx: self.ctx.clone(),
+            guessing: self.guessing.clone(),
         }
     }
 }
@@ -250,6 +264,7 @@ impl<S> Layer<S> for SessionLayer {
 pub struct SessionService<S> {
     inner: S,
     ctx: Arc<Context>,
+    guessing: Option<Arc<GuessingLimit>>,
 }
 
 impl<S: std::fmt::Debug> std::fmt::Debug for SessionService<S> {
@@ -280,6 +295,17 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        // S51: a client reported for guessing may be refused before its
+        // cookie reaches the store.
+        let guessing = self
+            .guessing
+            .clone()
+            .and_then(|g| g.client(&req).map(|ip| (g, ip)));
+        if let Some((g, ip)) = &guessing
+            && let Some(refusal) = g.refusal(*ip, req.headers())
+        {
+            return Box::pin(std::future::ready(Ok(refusal.response())));
+        }
         let session = Session::from_headers(self.ctx.clone(), req.headers(), client_ip(&req));
         req.extensions_mut().insert(session.clone());
         // The clone that was driven to readiness is the one we call.
@@ -289,6 +315,9 @@ where
         Box::pin(async move {
             let mut res = inner.call(req).await?;
             let outcome = session.finish(res.status().is_server_error()).await;
+            if let (true, Some((g, ip))) = (outcome.invalid_cookie, &guessing) {
+                g.record(*ip);
+            }
             if let Some(failure) = outcome.failure
                 && let Some(replaced) = failure_response::<ResBody>(&ctx.config.on_failure, failure)
             {

@@ -34,6 +34,8 @@
 //!   (`memcached`), `MongoStore` (`mongodb`) and `DynamoStore`
 //!   (`dynamodb`); [`EncryptedStore`](store::EncryptedStore) seals records
 //!   before they reach any of them. [`store::connect`] picks one by URL.
+//! * [`rate_limit`]: login throttling per account and client (memory or
+//!   Redis counters, S53) and the session-guessing hook (S51).
 //! * [`SessionId`], [`Record`], [`Expiry`], [`CookieConfig`]: the pieces
 //!   the design contract fixes.
 //!
@@ -62,6 +64,7 @@ mod expiry;
 mod extract;
 mod id;
 mod layer;
+pub mod rate_limit;
 mod record;
 mod session;
 pub mod store;

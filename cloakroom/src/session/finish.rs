@@ -3,6 +3,7 @@
 use super::handle::Session;
 use super::mode::Mode;
 use super::state::{CookieAction, Outcome};
+use super::visitor::Presented;
 
 impl Session {
     /// Saves, touches or does nothing, after the handler's response is
@@ -13,6 +14,7 @@ impl Session {
             return Outcome {
                 set_cookies: Vec::new(),
                 failure: None,
+                invalid_cookie: false,
             };
         }
         state.finished = true;
@@ -44,9 +46,13 @@ impl Session {
             let chunks = self.presented().1;
             ctx.engine.set_cookies(&ctx.config, chunks, &mut state)
         };
+        // Only a session that was read has its cookie judged.
+        let invalid_cookie = state.invalid_cookie
+            || (state.loaded && matches!(self.presented().0, Presented::Rejected));
         Outcome {
             set_cookies,
             failure: state.failure.clone(),
+            invalid_cookie,
         }
     }
 }

@@ -98,6 +98,7 @@ impl Mode for SealedMode {
                 metrics::counter!("cloakroom_invalid_cookies_total", "reason" => "unopenable")
                     .increment(1);
                 state.cookie = CookieAction::Remove;
+                state.invalid_cookie = true;
                 return Ok(());
             }
         };

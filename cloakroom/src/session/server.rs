@@ -235,6 +235,7 @@ impl Mode for ServerMode {
                 // first, and a removal here would sign that user out. A
                 // write replaces it with a new ID anyway.
                 tracing::warn!(event = "invalid", reason = "unknown session id", tag = %id.log_tag(), "session cookie rejected");
+                state.invalid_cookie = true;
                 metrics::counter!("cloakroom_invalid_cookies_total", "reason" => "unknown")
                     .increment(1);
             }

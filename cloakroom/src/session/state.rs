@@ -89,6 +89,10 @@ pub(crate) enum Failure {
 pub(crate) struct Outcome {
     pub(crate) set_cookies: Vec<HeaderValue>,
     pub(crate) failure: Option<Failure>,
+    /// The request's session cookie named no session: malformed, forged,
+    /// or an ID the store does not know (the guessing hook counts these,
+    /// S51).
+    pub(crate) invalid_cookie: bool,
 }
 
 /// What a re-issue does when the store says the session has ended.
@@ -117,6 +121,8 @@ pub(crate) struct State {
     pub(crate) load_failed: Option<Arc<StoreError>>,
     /// What the layer must answer instead of the handler's response.
     pub(crate) failure: Option<Failure>,
+    /// The cookie named no session (see [`Outcome::invalid_cookie`]).
+    pub(crate) invalid_cookie: bool,
     pub(crate) finished: bool,
 }
 
@@ -131,6 +137,7 @@ impl State {
             cookie: CookieAction::None,
             load_failed: None,
             failure: None,
+            invalid_cookie: false,
             finished: false,
         }
     }

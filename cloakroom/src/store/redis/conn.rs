@@ -121,6 +121,11 @@ impl Client {
         self.run(Op::Script(&inv)).await
     }
 
+    /// Runs a script prepared outside this module (the login throttle's).
+    pub(super) async fn invoke(&self, inv: &ScriptInvocation<'_>) -> Result<Value, StoreError> {
+        self.run(Op::Script(inv)).await
+    }
+
     /// Runs one command or script invocation, bounded in time; a command the
     /// connection manager could not even send (connection refused) is tried
     /// once more on the connection it is re-establishing.

@@ -250,6 +250,15 @@ impl RedisStore {
         self.client.is_cluster()
     }
 
+    /// Runs `inv` over this store's connection, bounded in time like the
+    /// store's own calls: the login throttle keeps its counters here.
+    pub(crate) async fn invoke_script(
+        &self,
+        inv: &redis::ScriptInvocation<'_>,
+    ) -> Result<redis::Value, StoreError> {
+        self.client.invoke(inv).await
+    }
+
     fn session_key(&self, member: &str) -> String {
         format!("{}s:{member}", self.prefix)
     }
