@@ -8,7 +8,9 @@ use axum::http::{HeaderMap, Request, StatusCode};
 use axum::routing::{get, post};
 use cloakroom::client_side::ClientSessions;
 use cloakroom::crypto::{Keyring, MasterKey};
-use cloakroom::csrf::{CorsConfigError, CsrfConfigError, CsrfLayer, CsrfRejection, credentialed_cors};
+use cloakroom::csrf::{
+    CorsConfigError, CsrfConfigError, CsrfLayer, CsrfRejection, credentialed_cors,
+};
 use cloakroom::store::MemoryStore;
 use cloakroom::{Session, SessionError, SessionLayer};
 use http_body_util::BodyExt;
@@ -41,7 +43,10 @@ fn routes() -> Router {
         .route("/hook", post(|| async { "hook" }))
         .route("/hook/", post(|| async { "hook/" }))
         .route("/hooks", post(|| async { "hooks" }))
-        .route("/keys", get(|s: Session| async move { Ok::<_, SessionError>(s.keys().await?.join(",")) }))
+        .route(
+            "/keys",
+            get(|s: Session| async move { Ok::<_, SessionError>(s.keys().await?.join(",")) }),
+        )
 }
 
 fn app(csrf: CsrfLayer) -> Router {
@@ -143,12 +148,20 @@ async fn s47_token_in_form_field_accepted_and_body_kept() {
     let (cookie, token) = session_with_token(&app).await;
     let body = format!("a=1&csrf_token={token}&b=2");
     let form = ("content-type", "application/x-www-form-urlencoded");
-    let r = send(&app, req("POST", "/echo", &[("cookie", &cookie), form], &body)).await;
+    let r = send(
+        &app,
+        req("POST", "/echo", &[("cookie", &cookie), form], &body),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.body, body, "the handler gets the body the layer read");
     // The same field in a body that is not a form is not looked for.
     let json = ("content-type", "application/json");
-    let r = send(&app, req("POST", "/echo", &[("cookie", &cookie), json], &body)).await;
+    let r = send(
+        &app,
+        req("POST", "/echo", &[("cookie", &cookie), json], &body),
+    )
+    .await;
     refused(&r, CsrfRejection::MissingToken);
 }
 
@@ -165,8 +178,14 @@ async fn s47_token_in_query_string_not_accepted() {
 async fn s47_cookie_without_token_refused() {
     let app = app(CsrfLayer::new());
     let (cookie, _) = session_with_token(&app).await;
-    refused(&bare_post(&app, "/write", &cookie, None).await, CsrfRejection::MissingToken);
-    refused(&bare_post(&app, "/write", &cookie, Some("forged")).await, CsrfRejection::BadToken);
+    refused(
+        &bare_post(&app, "/write", &cookie, None).await,
+        CsrfRejection::MissingToken,
+    );
+    refused(
+        &bare_post(&app, "/write", &cookie, Some("forged")).await,
+        CsrfRejection::BadToken,
+    );
     // A cookie the server never issued needs a token too (and has none).
     let r = bare_post(&app, "/write", "__Host-id=bogus", Some("forged")).await;
     refused(&r, CsrfRejection::BadToken);
@@ -185,9 +204,20 @@ async fn s47_token_bound_to_its_session() {
     let app = app(CsrfLayer::new());
     let (cookie_a, token_a) = session_with_token(&app).await;
     let (cookie_b, token_b) = session_with_token(&app).await;
-    refused(&bare_post(&app, "/write", &cookie_b, Some(&token_a)).await, CsrfRejection::BadToken);
-    refused(&bare_post(&app, "/write", &cookie_a, Some(&token_b)).await, CsrfRejection::BadToken);
-    assert_eq!(bare_post(&app, "/write", &cookie_a, Some(&token_a)).await.status, StatusCode::OK);
+    refused(
+        &bare_post(&app, "/write", &cookie_b, Some(&token_a)).await,
+        CsrfRejection::BadToken,
+    );
+    refused(
+        &bare_post(&app, "/write", &cookie_a, Some(&token_b)).await,
+        CsrfRejection::BadToken,
+    );
+    assert_eq!(
+        bare_post(&app, "/write", &cookie_a, Some(&token_a))
+            .await
+            .status,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -197,7 +227,10 @@ async fn s47_tokens_masked_per_response() {
     let second = token_for(&app, &cookie).await;
     assert_ne!(first, second, "each response carries different bytes");
     for t in [&first, &second] {
-        assert_eq!(bare_post(&app, "/write", &cookie, Some(t)).await.status, StatusCode::OK);
+        assert_eq!(
+            bare_post(&app, "/write", &cookie, Some(t)).await.status,
+            StatusCode::OK
+        );
     }
 }
 
@@ -207,14 +240,27 @@ async fn s47_token_rotated_on_login() {
     let (cookie, before) = session_with_token(&app).await;
     let login = send(
         &app,
-        req("POST", "/login", &[("cookie", &cookie), ("x-csrf-token", &before)], ""),
+        req(
+            "POST",
+            "/login",
+            &[("cookie", &cookie), ("x-csrf-token", &before)],
+            "",
+        ),
     )
     .await;
     assert_eq!(login.status, StatusCode::OK, "{}", login.body);
     let cookie = login.cookie.expect("login rotates the id");
-    refused(&bare_post(&app, "/write", &cookie, Some(&before)).await, CsrfRejection::BadToken);
+    refused(
+        &bare_post(&app, "/write", &cookie, Some(&before)).await,
+        CsrfRejection::BadToken,
+    );
     let after = token_for(&app, &cookie).await;
-    assert_eq!(bare_post(&app, "/write", &cookie, Some(&after)).await.status, StatusCode::OK);
+    assert_eq!(
+        bare_post(&app, "/write", &cookie, Some(&after))
+            .await
+            .status,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -235,10 +281,16 @@ fn s47_constant_time_compare() {
     let token = cloakroom::csrf::fuzz_mask(secret);
     let mut other = secret;
     other[31] ^= 1;
-    assert!(!cloakroom::csrf::fuzz_accepts(other, &token), "a last-byte difference is caught");
+    assert!(
+        !cloakroom::csrf::fuzz_accepts(other, &token),
+        "a last-byte difference is caught"
+    );
     other = secret;
     other[0] ^= 1;
-    assert!(!cloakroom::csrf::fuzz_accepts(other, &token), "a first-byte difference is caught");
+    assert!(
+        !cloakroom::csrf::fuzz_accepts(other, &token),
+        "a first-byte difference is caught"
+    );
 }
 
 #[tokio::test]
@@ -247,24 +299,42 @@ async fn s47_form_body_over_the_limit_is_413() {
     let (cookie, token) = session_with_token(&app).await;
     let body = format!("pad={}&csrf_token={token}", "x".repeat(2000));
     let form = ("content-type", "application/x-www-form-urlencoded");
-    let r = send(&app, req("POST", "/echo", &[("cookie", &cookie), form], &body)).await;
+    let r = send(
+        &app,
+        req("POST", "/echo", &[("cookie", &cookie), form], &body),
+    )
+    .await;
     refused(&r, CsrfRejection::BodyTooLarge);
 }
 
 #[tokio::test]
 async fn s47_custom_header_and_field_names() {
-    let app = app(
-        CsrfLayer::new()
-            .with_header_name(http::HeaderName::from_static("x-xsrf"))
-            .with_form_field("authenticity_token"),
-    );
+    let app = app(CsrfLayer::new()
+        .with_header_name(http::HeaderName::from_static("x-xsrf"))
+        .with_form_field("authenticity_token"));
     let (cookie, token) = session_with_token(&app).await;
-    let r = send(&app, req("POST", "/write", &[("cookie", &cookie), ("x-xsrf", &token)], "")).await;
+    let r = send(
+        &app,
+        req(
+            "POST",
+            "/write",
+            &[("cookie", &cookie), ("x-xsrf", &token)],
+            "",
+        ),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK);
-    refused(&bare_post(&app, "/write", &cookie, Some(&token)).await, CsrfRejection::MissingToken);
+    refused(
+        &bare_post(&app, "/write", &cookie, Some(&token)).await,
+        CsrfRejection::MissingToken,
+    );
     let form = ("content-type", "application/x-www-form-urlencoded");
     let body = format!("authenticity_token={token}");
-    let r = send(&app, req("POST", "/echo", &[("cookie", &cookie), form], &body)).await;
+    let r = send(
+        &app,
+        req("POST", "/echo", &[("cookie", &cookie), form], &body),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK);
 }
 
@@ -274,18 +344,46 @@ async fn s47_sealed_cookie_sessions() {
     let app = sealed_app(CsrfLayer::new(), &key);
     let (cookie_a, token_a) = session_with_token(&app).await;
     let (cookie_b, _) = session_with_token(&app).await;
-    assert_eq!(bare_post(&app, "/write", &cookie_a, Some(&token_a)).await.status, StatusCode::OK);
-    refused(&bare_post(&app, "/write", &cookie_b, Some(&token_a)).await, CsrfRejection::BadToken);
-    refused(&bare_post(&app, "/write", &cookie_a, None).await, CsrfRejection::MissingToken);
+    assert_eq!(
+        bare_post(&app, "/write", &cookie_a, Some(&token_a))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    refused(
+        &bare_post(&app, "/write", &cookie_b, Some(&token_a)).await,
+        CsrfRejection::BadToken,
+    );
+    refused(
+        &bare_post(&app, "/write", &cookie_a, None).await,
+        CsrfRejection::MissingToken,
+    );
     // Rotated on login.
-    let login = send(&app, req("POST", "/login", &[("cookie", &cookie_a), ("sec-fetch-site", "same-origin")], "")).await;
+    let login = send(
+        &app,
+        req(
+            "POST",
+            "/login",
+            &[("cookie", &cookie_a), ("sec-fetch-site", "same-origin")],
+            "",
+        ),
+    )
+    .await;
     assert_eq!(login.status, StatusCode::OK);
     let cookie = login.cookie.unwrap();
-    refused(&bare_post(&app, "/write", &cookie, Some(&token_a)).await, CsrfRejection::BadToken);
+    refused(
+        &bare_post(&app, "/write", &cookie, Some(&token_a)).await,
+        CsrfRejection::BadToken,
+    );
     // The new secret travels in the re-sealed cookie.
     let r = send(&app, req("GET", "/token", &[("cookie", &cookie)], "")).await;
     let cookie = r.cookie.expect("the new secret is sealed into the cookie");
-    assert_eq!(bare_post(&app, "/write", &cookie, Some(&r.body)).await.status, StatusCode::OK);
+    assert_eq!(
+        bare_post(&app, "/write", &cookie, Some(&r.body))
+            .await
+            .status,
+        StatusCode::OK
+    );
 }
 
 proptest! {
@@ -318,33 +416,63 @@ async fn s48_cross_site_refused_login_included() {
     let app = app(CsrfLayer::new());
     let (cookie, token) = session_with_token(&app).await;
     for uri in ["/write", "/login"] {
-        let headers = [("cookie", cookie.as_str()), ("sec-fetch-site", "cross-site"), ("origin", "https://evil.example")];
-        refused(&send(&app, req("POST", uri, &headers, "")).await, CsrfRejection::CrossOrigin);
+        let headers = [
+            ("cookie", cookie.as_str()),
+            ("sec-fetch-site", "cross-site"),
+            ("origin", "https://evil.example"),
+        ];
+        refused(
+            &send(&app, req("POST", uri, &headers, "")).await,
+            CsrfRejection::CrossOrigin,
+        );
         // A valid token does not make a cross-site request acceptable.
-        let headers = [("sec-fetch-site", "cross-site"), ("x-csrf-token", token.as_str())];
-        refused(&send(&app, req("POST", uri, &headers, "")).await, CsrfRejection::CrossOrigin);
+        let headers = [
+            ("sec-fetch-site", "cross-site"),
+            ("x-csrf-token", token.as_str()),
+        ];
+        refused(
+            &send(&app, req("POST", uri, &headers, "")).await,
+            CsrfRejection::CrossOrigin,
+        );
     }
 }
 
 #[tokio::test]
 async fn s48_same_site_sibling_refused_by_default() {
-    let sibling = [("sec-fetch-site", "same-site"), ("origin", "https://blog.example.com")];
+    let sibling = [
+        ("sec-fetch-site", "same-site"),
+        ("origin", "https://blog.example.com"),
+    ];
     let r = send(&app(CsrfLayer::new()), req("POST", "/write", &sibling, "")).await;
     refused(&r, CsrfRejection::SameSiteSubdomain);
     let allowing = app(CsrfLayer::new().with_allow_same_site(true));
-    assert_eq!(send(&allowing, req("POST", "/write", &sibling, "")).await.status, StatusCode::OK);
+    assert_eq!(
+        send(&allowing, req("POST", "/write", &sibling, ""))
+            .await
+            .status,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
 async fn s48_origin_mismatch_refused() {
     let app = app(CsrfLayer::new());
-    for origin in ["https://evil.example", "null", "https://api.example.com.evil.example"] {
+    for origin in [
+        "https://evil.example",
+        "null",
+        "https://api.example.com.evil.example",
+    ] {
         let r = send(&app, req("POST", "/write", &[("origin", origin)], "")).await;
         refused(&r, CsrfRejection::OriginMismatch);
     }
     // An old browser on our own host: Origin matches Host.
     let own = format!("https://{HOST}");
-    assert_eq!(send(&app, req("POST", "/write", &[("origin", &own)], "")).await.status, StatusCode::OK);
+    assert_eq!(
+        send(&app, req("POST", "/write", &[("origin", &own)], ""))
+            .await
+            .status,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -352,29 +480,76 @@ async fn s48_same_origin_and_none_pass() {
     let app = app(CsrfLayer::new());
     let (cookie, _) = session_with_token(&app).await;
     for site in ["same-origin", "none"] {
-        let r = send(&app, req("POST", "/write", &[("cookie", &cookie), ("sec-fetch-site", site)], "")).await;
+        let r = send(
+            &app,
+            req(
+                "POST",
+                "/write",
+                &[("cookie", &cookie), ("sec-fetch-site", site)],
+                "",
+            ),
+        )
+        .await;
         assert_eq!(r.status, StatusCode::OK, "{site}");
     }
 }
 
 #[tokio::test]
 async fn s48_exact_trusted_origin_accepted() {
-    let app = app(CsrfLayer::new().with_trusted_origin("https://app.example.com").unwrap());
-    let ok = [("sec-fetch-site", "same-site"), ("origin", "https://app.example.com")];
-    assert_eq!(send(&app, req("POST", "/write", &ok, "")).await.status, StatusCode::OK);
-    let cross = [("sec-fetch-site", "cross-site"), ("origin", "https://app.example.com")];
-    assert_eq!(send(&app, req("POST", "/write", &cross, "")).await.status, StatusCode::OK);
-    for near in ["https://app.example.com.evil.example", "http://app.example.com", "https://app.example.com:8443", "https://APP.example.com"] {
-        let r = send(&app, req("POST", "/write", &[("sec-fetch-site", "cross-site"), ("origin", near)], "")).await;
+    let app = app(CsrfLayer::new()
+        .with_trusted_origin("https://app.example.com")
+        .unwrap());
+    let ok = [
+        ("sec-fetch-site", "same-site"),
+        ("origin", "https://app.example.com"),
+    ];
+    assert_eq!(
+        send(&app, req("POST", "/write", &ok, "")).await.status,
+        StatusCode::OK
+    );
+    let cross = [
+        ("sec-fetch-site", "cross-site"),
+        ("origin", "https://app.example.com"),
+    ];
+    assert_eq!(
+        send(&app, req("POST", "/write", &cross, "")).await.status,
+        StatusCode::OK
+    );
+    for near in [
+        "https://app.example.com.evil.example",
+        "http://app.example.com",
+        "https://app.example.com:8443",
+        "https://APP.example.com",
+    ] {
+        let r = send(
+            &app,
+            req(
+                "POST",
+                "/write",
+                &[("sec-fetch-site", "cross-site"), ("origin", near)],
+                "",
+            ),
+        )
+        .await;
         refused(&r, CsrfRejection::CrossOrigin);
     }
 }
 
 #[test]
 fn s48_trusted_origins_are_exact_only() {
-    for bad in ["*", "https://*.example.com", "https://example.com/", "https://example.com:443", "example.com", "null"] {
+    for bad in [
+        "*",
+        "https://*.example.com",
+        "https://example.com/",
+        "https://example.com:443",
+        "example.com",
+        "null",
+    ] {
         assert!(
-            matches!(CsrfLayer::new().with_trusted_origin(bad), Err(CsrfConfigError::InvalidOrigin { .. })),
+            matches!(
+                CsrfLayer::new().with_trusted_origin(bad),
+                Err(CsrfConfigError::InvalidOrigin { .. })
+            ),
             "{bad}"
         );
     }
@@ -383,11 +558,30 @@ fn s48_trusted_origins_are_exact_only() {
 #[tokio::test]
 async fn s48_vary_on_unsafe_answers() {
     let app = app(CsrfLayer::new());
-    let vary = |r: &Reply| r.headers.get_all("vary").iter().map(|v| v.to_str().unwrap().to_owned()).collect::<Vec<_>>().join(", ");
-    let ok = send(&app, req("POST", "/write", &[("sec-fetch-site", "same-origin")], "")).await;
-    let no = send(&app, req("POST", "/write", &[("sec-fetch-site", "cross-site")], "")).await;
+    let vary = |r: &Reply| {
+        r.headers
+            .get_all("vary")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let ok = send(
+        &app,
+        req("POST", "/write", &[("sec-fetch-site", "same-origin")], ""),
+    )
+    .await;
+    let no = send(
+        &app,
+        req("POST", "/write", &[("sec-fetch-site", "cross-site")], ""),
+    )
+    .await;
     for r in [&ok, &no] {
-        assert!(vary(r).contains("Origin") && vary(r).contains("Sec-Fetch-Site"), "{:?}", r.headers);
+        assert!(
+            vary(r).contains("Origin") && vary(r).contains("Sec-Fetch-Site"),
+            "{:?}",
+            r.headers
+        );
     }
 }
 
@@ -396,20 +590,34 @@ async fn s48_safe_methods_pass() {
     let app = app(CsrfLayer::new());
     let (cookie, _) = session_with_token(&app).await;
     for method in ["GET", "HEAD"] {
-        let headers = [("cookie", cookie.as_str()), ("sec-fetch-site", "cross-site"), ("origin", "https://evil.example")];
+        let headers = [
+            ("cookie", cookie.as_str()),
+            ("sec-fetch-site", "cross-site"),
+            ("origin", "https://evil.example"),
+        ];
         let r = send(&app, req(method, "/token", &headers, "")).await;
         assert_eq!(r.status, StatusCode::OK, "{method}");
     }
     // TRACE is not exempt (tower-http's set: GET, HEAD, OPTIONS).
-    let r = send(&app, req("PUT", "/write", &[("sec-fetch-site", "cross-site")], "")).await;
+    let r = send(
+        &app,
+        req("PUT", "/write", &[("sec-fetch-site", "cross-site")], ""),
+    )
+    .await;
     refused(&r, CsrfRejection::CrossOrigin);
 }
 
 #[tokio::test]
 async fn s48_bypass_exact_path_only() {
     let app = app(CsrfLayer::new().with_bypass_path("/hook"));
-    let cross = [("sec-fetch-site", "cross-site"), ("origin", "https://payments.example")];
-    assert_eq!(send(&app, req("POST", "/hook", &cross, "")).await.status, StatusCode::OK);
+    let cross = [
+        ("sec-fetch-site", "cross-site"),
+        ("origin", "https://payments.example"),
+    ];
+    assert_eq!(
+        send(&app, req("POST", "/hook", &cross, "")).await.status,
+        StatusCode::OK
+    );
     for near in ["/hook/", "/hooks", "/hook?x=1/"] {
         let r = send(&app, req("POST", near, &cross, "")).await;
         if near.starts_with("/hook?") {
@@ -438,11 +646,31 @@ async fn s49_same_site_explicit_on_the_session_cookie() {
 
 #[test]
 fn cors_refuses_unsafe_combinations() {
-    assert_eq!(credentialed_cors(&["*"]).err(), Some(CorsConfigError::Wildcard));
-    assert_eq!(credentialed_cors(&["https://*.example.com"]).err(), Some(CorsConfigError::Wildcard));
-    assert_eq!(credentialed_cors(&[]).err(), Some(CorsConfigError::NoOrigins));
-    for bad in ["https://app.example.com/", "null", "app.example.com", "https://app.example.com:443"] {
-        assert!(matches!(credentialed_cors(&[bad]), Err(CorsConfigError::InvalidOrigin { .. })), "{bad}");
+    assert_eq!(
+        credentialed_cors(&["*"]).err(),
+        Some(CorsConfigError::Wildcard)
+    );
+    assert_eq!(
+        credentialed_cors(&["https://*.example.com"]).err(),
+        Some(CorsConfigError::Wildcard)
+    );
+    assert_eq!(
+        credentialed_cors(&[]).err(),
+        Some(CorsConfigError::NoOrigins)
+    );
+    for bad in [
+        "https://app.example.com/",
+        "null",
+        "app.example.com",
+        "https://app.example.com:443",
+    ] {
+        assert!(
+            matches!(
+                credentialed_cors(&[bad]),
+                Err(CorsConfigError::InvalidOrigin { .. })
+            ),
+            "{bad}"
+        );
     }
 }
 
@@ -454,19 +682,31 @@ async fn cors_credentialed_exact_origin() {
     let preflight = [
         ("origin", spa),
         ("access-control-request-method", "POST"),
-        ("access-control-request-headers", "content-type,x-csrf-token"),
+        (
+            "access-control-request-headers",
+            "content-type,x-csrf-token",
+        ),
     ];
     let r = send(&app, req("OPTIONS", "/write", &preflight, "")).await;
     assert_eq!(r.headers["access-control-allow-origin"], spa);
     assert_eq!(r.headers["access-control-allow-credentials"], "true");
-    let vary = r.headers.get_all("vary").iter().map(|v| v.to_str().unwrap().to_lowercase()).collect::<Vec<_>>().join(",");
+    let vary = r
+        .headers
+        .get_all("vary")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_lowercase())
+        .collect::<Vec<_>>()
+        .join(",");
     assert!(vary.contains("origin"), "{vary}");
     let post = [("origin", spa), ("sec-fetch-site", "same-site")];
     let r = send(&app, req("POST", "/write", &post, "")).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.headers["access-control-allow-origin"], spa);
     // Another origin is neither allowed to read nor to send.
-    let evil = [("origin", "https://evil.example"), ("sec-fetch-site", "cross-site")];
+    let evil = [
+        ("origin", "https://evil.example"),
+        ("sec-fetch-site", "cross-site"),
+    ];
     let r = send(&app, req("POST", "/write", &evil, "")).await;
     assert!(r.headers.get("access-control-allow-origin").is_none());
     refused(&r, CsrfRejection::CrossOrigin);
@@ -491,22 +731,42 @@ async fn s47_token_cookie_sessions_signed_double_submit() {
     let app = app(CsrfLayer::new().with_token_sessions(tokens.clone()));
     let alice = tokens.issue("alice").await.unwrap();
     let claims = tokens.verify(&alice.access_token).await.unwrap();
-    let (t1, t2) = (tokens.csrf_token(&claims).unwrap(), tokens.csrf_token(&claims).unwrap());
+    let (t1, t2) = (
+        tokens.csrf_token(&claims).unwrap(),
+        tokens.csrf_token(&claims).unwrap(),
+    );
     assert_ne!(t1, t2, "masked per call");
     let cookie = format!("{ACCESS_COOKIE}={}", alice.access_token);
     for t in [&t1, &t2] {
-        assert_eq!(bare_post(&app, "/hooks", &cookie, Some(t)).await.status, StatusCode::OK);
+        assert_eq!(
+            bare_post(&app, "/hooks", &cookie, Some(t)).await.status,
+            StatusCode::OK
+        );
     }
-    refused(&bare_post(&app, "/hooks", &cookie, None).await, CsrfRejection::MissingToken);
+    refused(
+        &bare_post(&app, "/hooks", &cookie, None).await,
+        CsrfRejection::MissingToken,
+    );
     // Bound to the token session: another sign-in's token is refused.
     let again = tokens.issue("alice").await.unwrap();
-    let other = tokens.csrf_token(&tokens.verify(&again.access_token).await.unwrap()).unwrap();
-    refused(&bare_post(&app, "/hooks", &cookie, Some(&other)).await, CsrfRejection::BadToken);
+    let other = tokens
+        .csrf_token(&tokens.verify(&again.access_token).await.unwrap())
+        .unwrap();
+    refused(
+        &bare_post(&app, "/hooks", &cookie, Some(&other)).await,
+        CsrfRejection::BadToken,
+    );
     // A session synchronizer token is no double-submit token.
     let (_, session_token) = session_with_token(&app).await;
-    refused(&bare_post(&app, "/hooks", &cookie, Some(&session_token)).await, CsrfRejection::BadToken);
+    refused(
+        &bare_post(&app, "/hooks", &cookie, Some(&session_token)).await,
+        CsrfRejection::BadToken,
+    );
     // Survives a refresh (same family).
     let next = tokens.refresh(&alice.refresh_token).await.unwrap();
     let cookie = format!("{ACCESS_COOKIE}={}", next.access_token);
-    assert_eq!(bare_post(&app, "/hooks", &cookie, Some(&t1)).await.status, StatusCode::OK);
+    assert_eq!(
+        bare_post(&app, "/hooks", &cookie, Some(&t1)).await.status,
+        StatusCode::OK
+    );
 }

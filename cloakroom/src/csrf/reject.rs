@@ -88,7 +88,11 @@ impl CsrfRejection {
 
     /// The plain-text rejection response, with `self` in its extensions.
     pub(crate) fn response<B: From<String>>(self) -> Response<B> {
-        tracing::warn!(event = "csrf_rejected", reason = self.as_str(), "request refused");
+        tracing::warn!(
+            event = "csrf_rejected",
+            reason = self.as_str(),
+            "request refused"
+        );
         metrics::counter!("cloakroom_csrf_rejections_total", "reason" => self.as_str())
             .increment(1);
         let mut res = Response::new(B::from(self.message().to_owned()));
@@ -98,7 +102,10 @@ impl CsrfRejection {
             http::header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; charset=utf-8"),
         );
-        headers.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.insert(
+            http::header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        );
         res.extensions_mut().insert(self);
         res
     }

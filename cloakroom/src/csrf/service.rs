@@ -251,7 +251,10 @@ where
                 Err(_) => return Err(CsrfRejection::BodyUnreadable),
             };
             let token = form_field(&bytes, &cfg.form_field)?;
-            (token, Request::from_parts(parts, Either::Right(Full::new(bytes))))
+            (
+                token,
+                Request::from_parts(parts, Either::Right(Full::new(bytes))),
+            )
         }
         (None, _) => return Err(CsrfRejection::MissingToken),
     };
@@ -318,9 +321,18 @@ mod tests {
 
     #[test]
     fn form_field_is_found_exactly_once() {
-        assert_eq!(form_field(b"a=1&csrf_token=abc&b=2", "csrf_token"), Ok("abc".into()));
-        assert_eq!(form_field(b"csrf_tokenx=abc", "csrf_token"), Err(CsrfRejection::MissingToken));
-        assert_eq!(form_field(b"", "csrf_token"), Err(CsrfRejection::MissingToken));
+        assert_eq!(
+            form_field(b"a=1&csrf_token=abc&b=2", "csrf_token"),
+            Ok("abc".into())
+        );
+        assert_eq!(
+            form_field(b"csrf_tokenx=abc", "csrf_token"),
+            Err(CsrfRejection::MissingToken)
+        );
+        assert_eq!(
+            form_field(b"", "csrf_token"),
+            Err(CsrfRejection::MissingToken)
+        );
         assert_eq!(
             form_field(b"csrf_token=a&csrf_token=b", "csrf_token"),
             Err(CsrfRejection::BadToken)

@@ -177,7 +177,10 @@ impl Session {
         self.ensure_loaded(&mut state).await?;
         Self::unreadable(&state)?;
         // A new CSRF secret after sign-in: tokens read before it are void (S47).
-        state.pending.changes.insert(CSRF_SECRET_KEY.to_owned(), None);
+        state
+            .pending
+            .changes
+            .insert(CSRF_SECRET_KEY.to_owned(), None);
         let ctx = &self.inner.ctx;
         let now = ctx.config.clock.now();
         let (idle, absolute) = ctx.config.expiry.timeouts(options.remember_me);

@@ -41,7 +41,9 @@ impl TokenSessions {
         let mut nonce = [0u8; NONCE_BYTES];
         getrandom::fill(&mut nonce).map_err(|_| crate::crypto::SealError::Random)?;
         payload.extend_from_slice(&nonce);
-        self.inner.refresh_keys.sign(PURPOSE, ACCESS_COOKIE, &payload)
+        self.inner
+            .refresh_keys
+            .sign(PURPOSE, ACCESS_COOKIE, &payload)
     }
 
     /// Whether `token` was made by [`TokenSessions::csrf_token`] for the
@@ -49,7 +51,11 @@ impl TokenSessions {
     /// in constant time.
     #[must_use]
     pub fn verify_csrf_token<C>(&self, claims: &AccessClaims<C>, token: &str) -> bool {
-        let Ok(opened) = self.inner.refresh_keys.verify(PURPOSE, ACCESS_COOKIE, token) else {
+        let Ok(opened) = self
+            .inner
+            .refresh_keys
+            .verify(PURPOSE, ACCESS_COOKIE, token)
+        else {
             return false;
         };
         let Some(sid_len) = opened.plaintext.len().checked_sub(NONCE_BYTES) else {
