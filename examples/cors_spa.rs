@@ -20,10 +20,7 @@
 //! Development over plain HTTP needs the session cookie without `Secure`
 //! and its `__Host-` prefix; in production keep the defaults and HTTPS.
 
-use axum::{
-    Router,
-    routing::{get, post},
-};
+use axum::{Router, routing::get};
 use cloakroom::csrf::{CsrfLayer, credentialed_cors};
 use cloakroom::store::MemoryStore;
 use cloakroom::{CookieConfig, Session, SessionError, SessionLayer};

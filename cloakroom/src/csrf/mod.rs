@@ -59,10 +59,10 @@
 //! worthless after. Tokens are compared in constant time. The secret is a
 //! reserved value of the session record, so it works the same for
 //! server-side and client-side (sealed-cookie) sessions; asking for a token
-//! starts a session if there was none. [Token sessions](crate::token) in
+//! starts a session if there was none. Token sessions (`cloakroom::token`) in
 //! cookies use a signed double-submit token instead:
 //! `TokenSessions::csrf_token` and
-//! [`CsrfLayer::with_token_sessions`] (feature `jwt`).
+//! `CsrfLayer::with_token_sessions` (feature `jwt`).
 //!
 //! A token is only checked when the headers cannot settle the question:
 //! modern browsers always send `Sec-Fetch-Site`, so most applications

@@ -143,14 +143,14 @@ impl<S> CsrfService<S> {
         let same_site = headers
             .get(SEC_FETCH_SITE)
             .is_some_and(|v| v.as_bytes() == b"same-site");
-        if !(same_site && self.cfg.allow_same_site) {
-            if let Err(kind) = self.fetch_metadata(req) {
-                return Verdict::Reject(match kind {
-                    _ if same_site => CsrfRejection::SameSiteSubdomain,
-                    ProtectionErrorKind::CrossOriginRequest => CsrfRejection::CrossOrigin,
-                    _ => CsrfRejection::OriginMismatch,
-                });
-            }
+        if !(same_site && self.cfg.allow_same_site)
+            && let Err(kind) = self.fetch_metadata(req)
+        {
+            return Verdict::Reject(match kind {
+                _ if same_site => CsrfRejection::SameSiteSubdomain,
+                ProtectionErrorKind::CrossOriginRequest => CsrfRejection::CrossOrigin,
+                _ => CsrfRejection::OriginMismatch,
+            });
         }
         if present(&SEC_FETCH_SITE) || present(&ORIGIN) {
             // A browser vouched for the request's origin.
