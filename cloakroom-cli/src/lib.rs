@@ -76,6 +76,7 @@ use cloakroom::{ConfigError, CookieConfig, OnStoreFailure, SessionLayer};
 pub mod admin;
 mod api;
 pub mod cli;
+mod csrf_api;
 mod devices_api;
 mod log_safe;
 pub mod password;
@@ -431,7 +432,12 @@ pub async fn build_app_with_stores(
             "/api/data/{key}",
             put(api::put_data).delete(api::delete_data),
         )
+        .route("/api/csrf", get(csrf_api::token))
         .fallback(api::not_found)
+        // Every unsafe request, sign-in and registration included (login
+        // CSRF), passes the Fetch-Metadata / Origin checks, or carries the
+        // session's token when a client sends neither header.
+        .layer(cloakroom::csrf::CsrfLayer::new())
         .layer(layer)
         // Added after the session layer: these routes never see a session.
         .route("/", get(api::home))

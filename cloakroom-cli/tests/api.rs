@@ -485,3 +485,88 @@ async fn too_deep_values_are_refused_at_write() -> TestResult {
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     Ok(())
 }
+
+/// A request with the session cookie and exactly `headers` (no
+/// Sec-Fetch-Site unless given), as an attacker's page or an old client
+/// would send it.
+async fn put_with(app: &Router, cookie: &str, headers: &[(&str, &str)]) -> Answer {
+    let mut req = Request::builder()
+        .method(Method::PUT)
+        .uri("/api/data/k")
+        .header(header::HOST, "demo.example")
+        .header(header::COOKIE, cookie)
+        .header(header::CONTENT_TYPE, "application/json");
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    raw(app, req.body(Body::from("1")).expect("a valid request")).await
+}
+
+#[tokio::test]
+async fn csrf_cross_origin_write_with_the_session_cookie_is_refused() -> TestResult {
+    let (app, _handles, _store) = memory_app().await?;
+    register(&app, "alice", "correct horse").await;
+    let cookie = login(&app, "alice", "correct horse", false)
+        .await
+        .cookie_pair()
+        .ok_or("cookie")?;
+    let cross = [
+        ("sec-fetch-site", "cross-site"),
+        ("origin", "https://evil.example"),
+    ];
+    assert_eq!(
+        put_with(&app, &cookie, &cross).await.status,
+        StatusCode::FORBIDDEN
+    );
+    // An old browser: no Sec-Fetch-Site, a foreign Origin.
+    let old = [("origin", "https://evil.example")];
+    assert_eq!(
+        put_with(&app, &cookie, &old).await.status,
+        StatusCode::FORBIDDEN
+    );
+    // Login CSRF: a cross-site sign-in is refused too.
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri("/api/login")
+        .header("sec-fetch-site", "cross-site")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(
+            json!({"username": "alice", "password": "correct horse"}).to_string(),
+        ))?;
+    let r = raw(&app, req).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(r.set_cookie(), None);
+    Ok(())
+}
+
+#[tokio::test]
+async fn csrf_no_fetch_metadata_needs_the_session_token() -> TestResult {
+    let (app, _handles, _store) = memory_app().await?;
+    register(&app, "alice", "correct horse").await;
+    let cookie = login(&app, "alice", "correct horse", false)
+        .await
+        .cookie_pair()
+        .ok_or("cookie")?;
+    // Neither Sec-Fetch-Site nor Origin, the cookie, no token: refused.
+    let r = put_with(&app, &cookie, &[]).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{:?}", r.body);
+    // With the session's token: accepted.
+    let token = get(&app, "/api/csrf", Some(&cookie)).await.json()["token"]
+        .as_str()
+        .ok_or("a token")?
+        .to_owned();
+    let r = put_with(&app, &cookie, &[("x-csrf-token", &token)]).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{:?}", r.body);
+    // Another session's token is not this one's.
+    let other = get(&app, "/api/csrf", None).await;
+    let other_token = other.json()["token"].as_str().ok_or("a token")?.to_owned();
+    let r = put_with(&app, &cookie, &[("x-csrf-token", &other_token)]).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    // Our own origin passes without a token.
+    let own = [("origin", "http://demo.example")];
+    assert_eq!(
+        put_with(&app, &cookie, &own).await.status,
+        StatusCode::NO_CONTENT
+    );
+    Ok(())
+}

@@ -36,6 +36,10 @@
 //!   before they reach any of them. [`store::connect`] picks one by URL.
 //! * [`rate_limit`]: login throttling per account and client (memory or
 //!   Redis counters, S53) and the session-guessing hook (S51).
+//! * `csrf` (feature `csrf`, on by default): [`CsrfLayer`](csrf::CsrfLayer),
+//!   Fetch-Metadata / `Origin` checks plus a session-bound token for every
+//!   unsafe method (S47, S48), and the CORS recipe for credentialed
+//!   single-page apps.
 //! * [`SessionId`], [`Record`], [`Expiry`], [`CookieConfig`]: the pieces
 //!   the design contract fixes.
 //!
@@ -45,7 +49,8 @@
 //! * A cookie is validated before any store call, and a well-formed ID the
 //!   server did not issue is never adopted (S4, S5).
 //! * Idle and absolute expiry are enforced on the server (S19, S20).
-//! * `login` rotates the ID; `logout` deletes the record before the response.
+//! * `login` rotates the ID and the CSRF secret; `logout` deletes the
+//!   record before the response.
 //! * Logs and metrics carry a keyed hash of the ID, never the ID (S50).
 #![forbid(unsafe_code)]
 
@@ -59,6 +64,8 @@ pub mod client_side;
 mod config;
 mod cookie;
 pub mod crypto;
+#[cfg(feature = "csrf")]
+pub mod csrf;
 mod expiry;
 #[cfg(feature = "axum")]
 mod extract;

@@ -47,7 +47,12 @@ pub async fn send(
     cookie: Option<&str>,
     body: Option<Value>,
 ) -> Answer {
-    let mut req = Request::builder().method(method).uri(uri);
+    // What a browser sends with the demo's own requests; the CSRF layer
+    // refuses cross-site ones (tests/api.rs `csrf_*`).
+    let mut req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("sec-fetch-site", "same-origin");
     if let Some(c) = cookie {
         req = req.header(header::COOKIE, c);
     }

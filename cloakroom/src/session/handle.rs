@@ -21,6 +21,12 @@ use crate::record::{self, MAX_VALUE_NAME_BYTES};
 /// Longest principal `login` accepts.
 pub const MAX_USER_BYTES: usize = 1024;
 
+/// The reserved value key of the session's CSRF secret (S47). Like every
+/// key starting with a control character, handlers cannot read or write
+/// it through the value API; `login` drops it so that a new secret is made
+/// after sign-in.
+pub(crate) const CSRF_SECRET_KEY: &str = "\u{1}cloakroom.csrf";
+
 /// Public facts about the current session, for "signed in since" displays.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -125,6 +131,13 @@ impl Session {
             .presented(|cookies| ctx.engine.presented(cookies, ctx.config.cookie.name()))
     }
 
+    /// Whether the request presented a session cookie at all (usable or
+    /// not), without touching the store: the CSRF layer's test for "this
+    /// request carries credentials".
+    pub(crate) fn presents_cookie(&self) -> bool {
+        !matches!(self.presented().0, Presented::Absent)
+    }
+
     /// Reads a value.
     ///
     /// # Errors
@@ -166,6 +179,16 @@ impl Session {
         value: &T,
     ) -> Result<(), SessionError> {
         check_key(key)?;
+        self.insert_unchecked(key, value).await
+    }
+
+    /// [`Session::insert`] without the key check: for cloakroom's own
+    /// reserved keys (the CSRF secret).
+    pub(crate) async fn insert_unchecked<T: Serialize + ?Sized>(
+        &self,
+        key: &str,
+        value: &T,
+    ) -> Result<(), SessionError> {
         let bytes = record::encode_value(value).map_err(|source| SessionError::Encode {
             key: key.to_owned(),
             source,
@@ -247,8 +270,12 @@ impl Session {
                 })
                 .unwrap_or_default()
         };
+        // cloakroom's own bookkeeping (the CSRF secret) is not the
+        // handler's data.
+        keys.retain(|k| !is_reserved(k));
         for (k, change) in &state.pending.changes {
             match change {
+                _ if is_reserved(k) => {}
                 Some(_) if !keys.contains(k) => keys.push(k.clone()),
                 None => keys.retain(|x| x != k),
                 Some(_) => {}
@@ -302,10 +329,14 @@ impl Session {
     }
 }
 
+/// Keys starting with a control character are reserved for cloakroom's own
+/// bookkeeping (the tiered store's cache marker, the CSRF secret).
+fn is_reserved(key: &str) -> bool {
+    key.starts_with(char::is_control)
+}
+
 fn check_key(key: &str) -> Result<(), SessionError> {
-    // Keys starting with a control character are reserved for cloakroom's
-    // own bookkeeping (the tiered store's cache marker).
-    if key.is_empty() || key.len() > MAX_VALUE_NAME_BYTES || key.starts_with(char::is_control) {
+    if key.is_empty() || key.len() > MAX_VALUE_NAME_BYTES || is_reserved(key) {
         return Err(SessionError::InvalidKey);
     }
     Ok(())

@@ -61,6 +61,7 @@ pub use handle::{MAX_USER_BYTES, Session, SessionInfo};
 pub use sign_in::LoginOptions;
 
 pub(crate) use context::{Context, Engine};
+pub(crate) use handle::CSRF_SECRET_KEY;
 pub(crate) use sealed::SealedMode;
 pub(crate) use server::ServerMode;
 pub(crate) use state::Failure;

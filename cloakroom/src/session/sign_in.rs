@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::error::SessionError;
-use super::handle::{MAX_USER_BYTES, Session};
+use super::handle::{CSRF_SECRET_KEY, MAX_USER_BYTES, Session};
 use super::mode::{Mode, RevokeError};
 use super::state::{ChangeSet, CookieAction, IfEnded};
 use super::visitor::Presented;
@@ -176,6 +176,11 @@ impl Session {
         let mut state = self.inner.state.lock().await;
         self.ensure_loaded(&mut state).await?;
         Self::unreadable(&state)?;
+        // A new CSRF secret after sign-in: tokens read before it are void (S47).
+        state
+            .pending
+            .changes
+            .insert(CSRF_SECRET_KEY.to_owned(), None);
         let ctx = &self.inner.ctx;
         let now = ctx.config.clock.now();
         let (idle, absolute) = ctx.config.expiry.timeouts(options.remember_me);

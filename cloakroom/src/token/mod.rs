@@ -58,6 +58,7 @@
 //!   processes, none in the revoking one.
 
 mod claims;
+mod csrf;
 mod error;
 #[cfg(feature = "axum")]
 mod extract;
