@@ -288,7 +288,7 @@ where
         let ctx = self.ctx.clone();
         Box::pin(async move {
             let mut res = inner.call(req).await?;
-            let outcome = session.finish(res.status().is_server_error()).await;
+            let outcome = session.finish(res.status()).await;
             if let Some(failure) = outcome.failure
                 && let Some(replaced) = failure_response::<ResBody>(&ctx.config.on_failure, failure)
             {

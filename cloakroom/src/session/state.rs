@@ -8,6 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::HeaderValue;
 
+use super::flash_slots::FlashState;
 use crate::config::{OnStoreFailure, SessionConfig};
 use crate::expiry::Timestamp;
 use crate::id::{SessionId, StorageKey};
@@ -118,6 +119,8 @@ pub(crate) struct State {
     /// What the layer must answer instead of the handler's response.
     pub(crate) failure: Option<Failure>,
     pub(crate) finished: bool,
+    /// Flash messages read or added for this request only.
+    pub(crate) flash: FlashState,
 }
 
 impl State {
@@ -132,6 +135,7 @@ impl State {
             load_failed: None,
             failure: None,
             finished: false,
+            flash: FlashState::default(),
         }
     }
 
