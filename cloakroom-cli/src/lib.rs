@@ -77,6 +77,7 @@ pub mod admin;
 mod api;
 pub mod cli;
 mod devices_api;
+mod flash_api;
 mod log_safe;
 pub mod password;
 mod store_spec;
@@ -429,6 +430,7 @@ pub async fn build_app_with_stores(
             "/api/data/{key}",
             put(api::put_data).delete(api::delete_data),
         )
+        .route("/api/flash", get(flash_api::take))
         .fallback(api::not_found)
         .layer(layer)
         // Added after the session layer: these routes never see a session.
