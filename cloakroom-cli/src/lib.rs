@@ -31,8 +31,6 @@
 //! | `PUT /api/data/{key}` any JSON | `204` |
 //! | `DELETE /api/data/{key}` | `204` |
 //! | `GET /api/flash` | `200 [{"level","text"}]`: the session's flash messages, consumed |
-//! | `GET /api/sessions` (server mode; temporary) | `200 [{"handle","current","kind","created_at","last_seen_at","ip","user_agent"}]`, `401` if not signed in |
-//! | `DELETE /api/sessions/{handle}` (server mode; temporary) | `204`, that device signed out; `404` unknown, `400` the current one |
 //!
 //! Errors are `{"error": "..."}`. JSON bodies need
 //! `Content-Type: application/json` (else `415`) and are limited to 64 KiB
