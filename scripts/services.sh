@@ -28,6 +28,9 @@ if [ -f "$here/memcached.sh" ]; then bash "$here/memcached.sh" || echo "memcache
 # from PyPI into one shared virtual environment (scripts/python-venv.sh).
 bash "$here/mongodb.sh" || echo "mongodb (SecantusDB) did not start"
 bash "$here/dynamodb.sh" || echo "dynamodb (moto) did not start"
+# Debian's chromium and playwright-core for the demo page's browser test
+# (cloakroom-cli/tests/browser.rs).
+bash "$here/browser.sh" || echo "browser tests could not be installed"
 # The networked stores' tests refuse to be skipped under CI, so a service
 # that failed to start fails the run there.
 exit 0

@@ -334,6 +334,10 @@ pub(crate) async fn login(
         remember_me = body.remember_me,
         "signed in"
     );
+    session
+        .flash()
+        .success(format!("Signed in as {}.", body.username))
+        .await?;
     Ok(Json(json!({ "username": body.username })))
 }
 

@@ -79,6 +79,10 @@ pub(crate) async fn revoke(
         return Err(ApiError::new(StatusCode::NOT_FOUND, "no such device"));
     }
     session.revoke_device(&handle).await?;
+    session
+        .flash()
+        .success("The device was signed out.")
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -86,6 +90,10 @@ pub(crate) async fn revoke(
 pub(crate) async fn revoke_others(session: Session) -> ApiResult<Json<Value>> {
     user_of(&session).await?;
     let ended = session.revoke_other_devices().await?;
+    session
+        .flash()
+        .success("Your other devices were signed out.")
+        .await?;
     Ok(Json(json!({ "ended": ended })))
 }
 
@@ -116,6 +124,10 @@ pub(crate) async fn change_password(
         username = user.as_str(),
         "password changed; other sessions ended"
     );
+    session
+        .flash()
+        .success("Password changed; your other devices were signed out.")
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

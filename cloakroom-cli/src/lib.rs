@@ -30,6 +30,7 @@
 //! | `GET /api/data` | `200`, the session's values as one object |
 //! | `PUT /api/data/{key}` any JSON | `204` |
 //! | `DELETE /api/data/{key}` | `204` |
+//! | `GET /api/flash` | `200 [{"level","text"}]`: the session's flash messages, consumed |
 //!
 //! Errors are `{"error": "..."}`. JSON bodies need
 //! `Content-Type: application/json` (else `415`) and are limited to 64 KiB
@@ -78,6 +79,7 @@ mod api;
 pub mod cli;
 mod csrf_api;
 mod devices_api;
+mod flash_api;
 mod log_safe;
 pub mod password;
 mod store_spec;
@@ -433,6 +435,7 @@ pub async fn build_app_with_stores(
             put(api::put_data).delete(api::delete_data),
         )
         .route("/api/csrf", get(csrf_api::token))
+        .route("/api/flash", get(flash_api::take))
         .fallback(api::not_found)
         // Every unsafe request, sign-in and registration included (login
         // CSRF), passes the Fetch-Metadata / Origin checks, or carries the

@@ -570,3 +570,30 @@ async fn csrf_no_fetch_metadata_needs_the_session_token() -> TestResult {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn sign_in_leaves_a_flash_message_read_once() -> TestResult {
+    let (app, _handles, _store) = memory_app().await?;
+    assert_eq!(get(&app, "/api/flash", None).await.json(), json!([]));
+    register(&app, "flo", "correct horse").await;
+    let cookie = login(&app, "flo", "correct horse", false)
+        .await
+        .cookie_pair()
+        .ok_or("a session cookie")?;
+    let r = get(&app, "/api/flash", Some(&cookie)).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        r.json(),
+        json!([{"level": "success", "text": "Signed in as flo."}])
+    );
+    assert_eq!(
+        get(&app, "/api/flash", Some(&cookie)).await.json(),
+        json!([])
+    );
+    // Flash values are not session data.
+    assert_eq!(
+        get(&app, "/api/data", Some(&cookie)).await.json(),
+        json!({})
+    );
+    Ok(())
+}

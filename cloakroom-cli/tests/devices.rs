@@ -274,14 +274,26 @@ async fn admin_cli_lists_and_revokes_a_users_sessions() -> TestResult {
     );
 
     let (ok, _, err) = cli(&[
-        "sessions", "revoke", "--store", &url, "--user", "bob", "--handle", &handle,
+        "sessions",
+        "revoke",
+        "--store",
+        &url,
+        "--user",
+        "bob",
+        &format!("--handle={handle}"),
     ]);
     assert!(
         !ok && err.contains("no session"),
         "another user's handle: {err}"
     );
     let (ok, out, err) = cli(&[
-        "sessions", "revoke", "--store", &url, "--user", "alice", "--handle", &handle,
+        "sessions",
+        "revoke",
+        "--store",
+        &url,
+        "--user",
+        "alice",
+        &format!("--handle={handle}"),
     ]);
     assert!(ok, "{err}");
     assert_eq!(out.trim(), "ended 1 session(s)");

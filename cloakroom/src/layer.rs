@@ -314,7 +314,7 @@ where
         let ctx = self.ctx.clone();
         Box::pin(async move {
             let mut res = inner.call(req).await?;
-            let outcome = session.finish(res.status().is_server_error()).await;
+            let outcome = session.finish(res.status()).await;
             if let (true, Some((g, ip))) = (outcome.invalid_cookie, &guessing) {
                 g.record(*ip);
             }

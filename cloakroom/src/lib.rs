@@ -25,6 +25,7 @@
 //!
 //! * [`Session`]: the per-request handle (`get`, `insert`, `login`, ...).
 //! * [`SessionLayer`]: the tower layer that loads and saves it.
+//! * [`flash`]: flash messages kept in the session ([`Session::flash`]).
 //! * [`store`]: the [`SessionStore`](store::SessionStore) trait, its
 //!   conformance suite (feature `conformance`), and the stores:
 //!   [`MemoryStore`](store::MemoryStore), [`FileStore`](store::FileStore),
@@ -69,6 +70,7 @@ pub mod csrf;
 mod expiry;
 #[cfg(feature = "axum")]
 mod extract;
+pub mod flash;
 mod id;
 mod layer;
 pub mod rate_limit;

@@ -1,5 +1,7 @@
 //! The end of a request: save, touch or re-seal, then the cookie.
 
+use http::StatusCode;
+
 use super::handle::Session;
 use super::mode::Mode;
 use super::state::{CookieAction, Outcome};
@@ -8,7 +10,8 @@ use super::visitor::Presented;
 impl Session {
     /// Saves, touches or does nothing, after the handler's response is
     /// built; returns what to add to the response.
-    pub(crate) async fn finish(&self, server_error: bool) -> Outcome {
+    pub(crate) async fn finish(&self, status: StatusCode) -> Outcome {
+        let server_error = status.is_server_error();
         let mut state = self.inner.state.lock().await;
         if state.finished {
             return Outcome {
@@ -18,6 +21,12 @@ impl Session {
             };
         }
         state.finished = true;
+        if status.is_redirection() || status.is_client_error() || server_error {
+            // The response does not show the page the flash messages were
+            // read for: they stay for the next request.
+            let state = &mut *state;
+            state.flash.restore_taken(&mut state.pending);
+        }
         let ctx = &self.inner.ctx;
         let dirty = !state.pending.is_empty();
         if server_error {

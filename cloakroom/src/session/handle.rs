@@ -281,6 +281,8 @@ impl Session {
                 Some(_) => {}
             }
         }
+        // Flash messages are read through `Session::flash`.
+        keys.retain(|k| !super::flash_slots::is_reserved(k));
         keys.sort();
         Ok(keys)
     }

@@ -46,6 +46,7 @@ mod commit;
 mod context;
 mod error;
 mod finish;
+mod flash_slots;
 mod handle;
 mod load;
 mod mode;
@@ -61,6 +62,7 @@ pub use handle::{MAX_USER_BYTES, Session, SessionInfo};
 pub use sign_in::LoginOptions;
 
 pub(crate) use context::{Context, Engine};
+pub(crate) use flash_slots::Caps as FlashCaps;
 pub(crate) use handle::CSRF_SECRET_KEY;
 pub(crate) use sealed::SealedMode;
 pub(crate) use server::ServerMode;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::HeaderValue;
 
+use super::flash_slots::FlashState;
 use crate::config::{OnStoreFailure, SessionConfig};
 use crate::expiry::Timestamp;
 use crate::id::{SessionId, StorageKey};
@@ -124,6 +125,8 @@ pub(crate) struct State {
     /// The cookie named no session (see [`Outcome::invalid_cookie`]).
     pub(crate) invalid_cookie: bool,
     pub(crate) finished: bool,
+    /// Flash messages read or added for this request only.
+    pub(crate) flash: FlashState,
 }
 
 impl State {
@@ -139,6 +142,7 @@ impl State {
             failure: None,
             invalid_cookie: false,
             finished: false,
+            flash: FlashState::default(),
         }
     }
 
