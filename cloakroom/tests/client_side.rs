@@ -552,7 +552,7 @@ async fn d7_login_that_outgrows_the_cookie_is_413() {
         .unwrap();
     let r = support::send_req(&app, req).await;
     assert_eq!(r.status, 413, "{}", r.body);
-    assert!(r.set_cookies.is_empty());
+    assert!(r.set_cookies.is_empty(), "{:?}", r.set_cookies);
     assert_eq!(
         send(&app, "GET", "/user", Some(&cookie)).await.body,
         "anonymous"

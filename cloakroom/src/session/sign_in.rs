@@ -176,11 +176,6 @@ impl Session {
         let mut state = self.inner.state.lock().await;
         self.ensure_loaded(&mut state).await?;
         Self::unreadable(&state)?;
-        // A new CSRF secret after sign-in: tokens read before it are void (S47).
-        state
-            .pending
-            .changes
-            .insert(CSRF_SECRET_KEY.to_owned(), None);
         let ctx = &self.inner.ctx;
         let now = ctx.config.clock.now();
         let (idle, absolute) = ctx.config.expiry.timeouts(options.remember_me);
@@ -197,6 +192,10 @@ impl Session {
             state.pending.apply(&mut record);
         }
         record.created_at = now;
+        // A new CSRF secret after sign-in: tokens read before it are void
+        // (S47). Dropped from the record filed, not queued as a change, so
+        // that a sign-in that fails leaves the session as it was.
+        record.remove(CSRF_SECRET_KEY);
         // The new ID is as old as the sign-in (S21).
         record.remove(super::renewal::ISSUED_AT);
         record.idle_timeout = idle;
