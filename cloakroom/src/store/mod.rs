@@ -67,11 +67,11 @@ mod memory;
 #[cfg(feature = "mongodb")]
 mod mongodb;
 mod reaper;
-mod stats;
 #[cfg(feature = "redis")]
 mod redis;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 mod sql;
+mod stats;
 mod tiered;
 mod url;
 
