@@ -183,7 +183,8 @@ impl Client {
                     host: host.clone(),
                     port: *port,
                 });
-                let attempt = c.clone().route_command(cmd.clone(), routing);
+                let mut c = c.clone();
+                let attempt = c.route_command(cmd.clone(), routing);
                 match tokio::time::timeout(self.call_timeout, attempt).await {
                     Err(_) => Err(timed_out()),
                     Ok(r) => r.map_err(map_err),
