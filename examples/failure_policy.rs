@@ -38,7 +38,7 @@ use axum::{
     Router,
     routing::{get, post},
 };
-use cloakroom::store::{MemoryStore, SessionStore, StoreError, UserSession};
+use cloakroom::store::{MemoryStore, SessionStore, StoreError, StoreStats, UserSession};
 use cloakroom::{
     ConfigError, OnStoreFailure, Record, Session, SessionError, SessionLayer, StorageKey, Timestamp,
 };
@@ -136,6 +136,10 @@ impl SessionStore for SwitchableStore {
     async fn delete_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
         self.check()?;
         self.inner.delete_expired(now).await
+    }
+    async fn stats(&self, now: Timestamp) -> Result<StoreStats, StoreError> {
+        self.check()?;
+        self.inner.stats(now).await
     }
 }
 

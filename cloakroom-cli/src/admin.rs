@@ -1,5 +1,6 @@
 //! Admin commands that work on a store by URL: `purge` (delete expired
-//! sessions now), `sessions list` / `sessions revoke` (a user's devices),
+//! sessions now), `stats` (count live sessions), `sessions list` /
+//! `sessions revoke` (a user's devices),
 //! `dynamodb-create-table` (make a DynamoDB table ready) and `store-bench`
 //! (load/save latency against the real backend).
 
@@ -7,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cloakroom::auth::{DeviceError, Devices};
-use cloakroom::store::{DynamoStore, SessionStore, StoreError, StoreUrl, connect};
+use cloakroom::store::{DynamoStore, SessionStore, StoreError, StoreStats, StoreUrl, connect};
 use cloakroom::{Record, SessionId, StorageKey, Timestamp};
 
 use crate::store_spec::redact;
@@ -87,6 +88,42 @@ pub async fn sessions_revoke(
         Some(h) => devices.revoke(user, h).await.map(|_| 1),
         None => devices.revoke_all(user, None).await,
     }
+}
+
+/// Counts the live sessions of the store at `url`, by kind.
+///
+/// # Errors
+///
+/// [`StoreError`] if the URL is refused or the store fails.
+pub async fn stats(url: &str) -> Result<StoreStats, StoreError> {
+    connect(url).await?.stats(Timestamp::now()).await
+}
+
+/// What `cloakroom stats` prints: one line such as `live sessions: 12
+/// (signed in: 5, anonymous: 7, token families: 2) — store: redis
+/// (exact)`, or with `json` one JSON object of the same counts.
+#[must_use]
+pub fn stats_report(s: &StoreStats, json: bool) -> String {
+    if json {
+        return serde_json::json!({
+            "live": s.live,
+            "signed_in": s.signed_in,
+            "anonymous": s.anonymous(),
+            "token_families": s.token_families,
+            "backend": s.backend,
+            "exact": s.exact,
+        })
+        .to_string();
+    }
+    format!(
+        "live sessions: {} (signed in: {}, anonymous: {}, token families: {}) — store: {} ({})",
+        s.live,
+        s.signed_in,
+        s.anonymous(),
+        s.token_families,
+        s.backend,
+        if s.exact { "exact" } else { "estimate" },
+    )
 }
 
 /// Creates the table of the DynamoDB store at `url`
@@ -288,6 +325,21 @@ mod tests {
         assert_eq!(b.results.len(), 4);
         assert!(b.to_string().contains("| load |"));
         assert_eq!(purge("memory:").await?, 0);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn stats_of_an_empty_memory_store() -> Result<(), StoreError> {
+        let s = stats("memory:").await?;
+        assert_eq!(
+            stats_report(&s, false),
+            "live sessions: 0 (signed in: 0, anonymous: 0, token families: 0) — store: memory (exact)"
+        );
+        let json: serde_json::Value =
+            serde_json::from_str(&stats_report(&s, true)).map_err(StoreError::other)?;
+        assert_eq!(json["live"], 0);
+        assert_eq!(json["backend"], "memory");
+        assert_eq!(json["exact"], true);
         Ok(())
     }
 

@@ -48,6 +48,15 @@ pub enum Command {
         #[arg(long, env = "CLOAKROOM_STORE")]
         store: String,
     },
+    /// Count a store's live sessions: signed in, anonymous, token families.
+    Stats {
+        /// Store URL (as for `purge`).
+        #[arg(long, env = "CLOAKROOM_STORE")]
+        store: String,
+        /// Print the counts as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Create the DynamoDB table a `dynamodb+http://host:port/TABLE` store
     /// needs (string keys pk/sk, on-demand billing) and enable its TTL on
     /// the `ttl` attribute. Idempotent.
@@ -173,7 +182,8 @@ impl Cli {
                 | Command::Purge { .. }
                 | Command::DynamodbCreateTable { .. }
                 | Command::Sessions(_)
-                | Command::StoreBench { .. },
+                | Command::StoreBench { .. }
+                | Command::Stats { .. },
             )
             | None => self.serve,
         }

@@ -35,6 +35,10 @@ async fn main() -> ExitCode {
             .await
             .map(|n| println!("deleted {n} expired sessions"))
             .map_err(|e| e.to_string()),
+        Some(Command::Stats { store, json }) => admin::stats(store)
+            .await
+            .map(|s| println!("{}", admin::stats_report(&s, *json)))
+            .map_err(|e| e.to_string()),
         Some(Command::DynamodbCreateTable { store }) => admin::dynamodb_create_table(store)
             .await
             .map(|table| println!("table {table} is ready (TTL on `ttl` enabled)"))

@@ -11,7 +11,7 @@ use crate::config::SessionConfig;
 use crate::expiry::Timestamp;
 use crate::id::{SessionId, StorageKey};
 use crate::record::Record;
-use crate::store::{MemoryStore, SessionStore, StoreError, UserSession};
+use crate::store::{MemoryStore, SessionStore, StoreError, StoreStats, UserSession};
 
 /// A memory store whose saves take a while, so that a request can be
 /// cancelled in the middle of one.
@@ -77,6 +77,9 @@ impl SessionStore for SlowSaves {
     }
     async fn delete_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
         self.0.delete_expired(now).await
+    }
+    async fn stats(&self, now: Timestamp) -> Result<StoreStats, StoreError> {
+        self.0.stats(now).await
     }
 }
 

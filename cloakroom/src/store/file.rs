@@ -14,7 +14,7 @@ use super::kit::{Stored, UserKey};
 use crate::expiry::Timestamp;
 use crate::id::StorageKey;
 use crate::record::{MAX_RECORD_BYTES, Record};
-use crate::store::{SessionStore, StoreError, UserSession};
+use crate::store::{SessionStore, StoreError, StoreStats, UserSession};
 
 /// Sessions as files in a directory, safe across processes on one machine.
 ///
@@ -509,6 +509,32 @@ impl SessionStore for FileStore {
                 }
             }
             Ok(n)
+        })
+        .await
+    }
+
+    /// Reads every session file (without locks: files are replaced by
+    /// rename, so each read sees one whole record). A file that cannot be
+    /// decoded is skipped, logged, and makes the counts inexact.
+    async fn stats(&self, now: Timestamp) -> Result<StoreStats, StoreError> {
+        self.run(move |s| {
+            let mut stats = StoreStats::new(BACKEND);
+            for entry in fs::read_dir(s.root.join("sessions")).map_err(io)? {
+                let name = entry.map_err(io)?.file_name();
+                let Some(key) = name.to_str().and_then(|n| StorageKey::from_hex(n).ok()) else {
+                    continue;
+                };
+                match s.read(&key) {
+                    Ok(Some(stored)) => stats.count(&stored.into_record(), now),
+                    Ok(None) => {}
+                    Err(StoreError::Corrupt(_)) => {
+                        tracing::warn!("stats: skipping an unreadable session file");
+                        stats.exact = false;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(stats)
         })
         .await
     }

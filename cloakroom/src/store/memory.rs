@@ -10,9 +10,10 @@ use bytes::Bytes;
 use crate::expiry::Timestamp;
 use crate::id::StorageKey;
 use crate::record::{MAX_RECORD_BYTES, Record};
-use crate::store::{SessionStore, StoreError, UserSession};
+use crate::store::{SessionStore, StoreError, StoreStats, UserSession};
 
 mod shard;
+mod stats;
 
 use self::shard::{Limits, Room, Shard};
 
@@ -580,6 +581,10 @@ impl SessionStore for MemoryStore {
             self.inner.drop_index(gone);
         }
         Ok(n)
+    }
+
+    async fn stats(&self, now: Timestamp) -> Result<StoreStats, StoreError> {
+        Ok(self.inner.stats(now))
     }
 }
 

@@ -1,8 +1,10 @@
 //! The store contract: where server-side session records live.
 //!
 //! [`SessionStore`] is the one trait every backend implements, ours and
-//! yours. It is deliberately small and has no default methods: each
-//! operation carries a guarantee the session layer relies on for security,
+//! yours. It is deliberately small and, but for
+//! [`is_durable`](SessionStore::is_durable) and the administrative
+//! [`stats`](SessionStore::stats), has no default methods: each operation
+//! carries a guarantee the session layer relies on for security,
 //! so an implementation must think about every one. Prove an implementation
 //! with the [`conformance`] suite:
 //!
@@ -69,6 +71,7 @@ mod reaper;
 mod redis;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 mod sql;
+mod stats;
 mod tiered;
 mod url;
 
@@ -90,6 +93,7 @@ pub use encrypted::EncryptedStore;
 pub use file::FileStore;
 pub use memory::MemoryStore;
 pub use reaper::{Reaper, spawn_reaper};
+pub use stats::StoreStats;
 pub use tiered::TieredStore;
 pub use url::{StoreUrl, StoreUrlError, connect};
 
@@ -420,6 +424,28 @@ pub trait SessionStore: Send + Sync + 'static {
     ///
     /// A backend failure.
     async fn delete_expired(&self, now: Timestamp) -> Result<u64, StoreError>;
+
+    /// How many records are live at `now`, how many of them are signed in
+    /// and how many are refresh-token families: what `cloakroom stats`
+    /// prints. An administrative read, not for the request path: most
+    /// backends scan every record (in bounded batches).
+    ///
+    /// Every store in this crate implements it; see each store's docs for
+    /// what it counts exactly and where it can only estimate
+    /// ([`StoreStats::exact`] is then `false`). The default, for stores of
+    /// your own that do not implement it, is an error saying so: it never
+    /// reports made-up counts.
+    ///
+    /// # Errors
+    ///
+    /// A backend failure; [`StoreError::Corrupt`] if a stored record cannot
+    /// be decoded; [`StoreError::Other`] from the default implementation.
+    async fn stats(&self, now: Timestamp) -> Result<StoreStats, StoreError> {
+        let _ = now;
+        Err(StoreError::other(
+            "this session store cannot count its sessions (it does not implement SessionStore::stats)",
+        ))
+    }
 }
 
 #[async_trait]
@@ -484,6 +510,9 @@ impl<S: SessionStore + ?Sized> SessionStore for Arc<S> {
     }
     async fn delete_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
         (**self).delete_expired(now).await
+    }
+    async fn stats(&self, now: Timestamp) -> Result<StoreStats, StoreError> {
+        (**self).stats(now).await
     }
 }
 

@@ -18,7 +18,7 @@ use axum::body::Body;
 use axum::extract::Path;
 use axum::http::{Request, StatusCode};
 use axum::routing::{get, post};
-use cloakroom::store::{SessionStore, StoreError, UserSession};
+use cloakroom::store::{SessionStore, StoreError, StoreStats, UserSession};
 use cloakroom::{LoginOptions, Record, Session, SessionError, SessionLayer, StorageKey, Timestamp};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
@@ -292,6 +292,10 @@ impl<S: SessionStore> SessionStore for TestStore<S> {
     async fn delete_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
         self.enter(true)?;
         self.inner.delete_expired(now).await
+    }
+    async fn stats(&self, now: Timestamp) -> Result<StoreStats, StoreError> {
+        self.enter(false)?;
+        self.inner.stats(now).await
     }
 }
 

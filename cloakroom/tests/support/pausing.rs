@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use async_trait::async_trait;
 use tokio::sync::Notify;
 
-use cloakroom::store::{MemoryStore, SessionStore, StoreError, UserSession};
+use cloakroom::store::{MemoryStore, SessionStore, StoreError, StoreStats, UserSession};
 use cloakroom::{Record, StorageKey, Timestamp};
 
 /// A point where an operation can be made to wait, once per
@@ -108,5 +108,8 @@ impl SessionStore for PausingStore {
     }
     async fn delete_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
         self.inner.delete_expired(now).await
+    }
+    async fn stats(&self, now: Timestamp) -> Result<StoreStats, StoreError> {
+        self.inner.stats(now).await
     }
 }

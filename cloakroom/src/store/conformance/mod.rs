@@ -31,6 +31,7 @@ mod fixtures;
 mod index;
 mod records;
 mod rotation;
+mod stats;
 
 pub use auth::{revoke_device_by_handle, session_limit_under_parallel_logins};
 pub use expiry::{concurrent_saves_one_winner, delete_expired_reaps, judged_by_the_callers_clock};
@@ -44,6 +45,7 @@ pub use rotation::{
     rotate_of_deleted_key_is_not_found, rotate_of_expired_key_is_not_found,
     rotate_onto_taken_key_is_conflict, touch_after_expiry_is_not_found,
 };
+pub use stats::stats_counts_live_sessions;
 
 use crate::store::SessionStore;
 
@@ -76,7 +78,7 @@ impl Capabilities {
 #[macro_export]
 macro_rules! __conformance_for_each {
     ($then:ident, $($args:tt)*) => {
-        $crate::$then!($($args)* [create_then_load, create_collision_is_conflict, load_missing_is_none, never_loads_expired, save_compare_and_swap, save_after_delete_is_not_found, touch_leaves_data, delete_is_idempotent, rotate_keeps_exactly_one, rotate_onto_taken_key_is_conflict, rotate_of_deleted_key_is_not_found, rotate_of_expired_key_is_not_found, touch_after_expiry_is_not_found, delete_by_user_racing_rotate_leaves_no_live_session, user_index_listing, user_index_delete_except, index_entries_die_with_sessions, concurrent_saves_one_winner, judged_by_the_callers_clock, session_limit_under_parallel_logins, revoke_device_by_handle] [delete_expired_reaps]);
+        $crate::$then!($($args)* [create_then_load, create_collision_is_conflict, load_missing_is_none, never_loads_expired, save_compare_and_swap, save_after_delete_is_not_found, touch_leaves_data, delete_is_idempotent, rotate_keeps_exactly_one, rotate_onto_taken_key_is_conflict, rotate_of_deleted_key_is_not_found, rotate_of_expired_key_is_not_found, touch_after_expiry_is_not_found, delete_by_user_racing_rotate_leaves_no_live_session, user_index_listing, user_index_delete_except, index_entries_die_with_sessions, concurrent_saves_one_winner, judged_by_the_callers_clock, session_limit_under_parallel_logins, revoke_device_by_handle, stats_counts_live_sessions] [delete_expired_reaps]);
     };
 }
 

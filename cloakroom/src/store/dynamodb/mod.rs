@@ -16,11 +16,12 @@ use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use crate::expiry::Timestamp;
 use crate::id::StorageKey;
 use crate::record::Record;
-use crate::store::{SessionStore, StoreError, UserSession};
+use crate::store::{SessionStore, StoreError, StoreStats, UserSession};
 
 mod error;
 mod item;
 mod ops;
+mod stats;
 mod table;
 mod write;
 
@@ -292,5 +293,9 @@ impl SessionStore for DynamoStore {
 
     async fn delete_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
         self.delete_expired_at(now).await
+    }
+
+    async fn stats(&self, now: Timestamp) -> Result<StoreStats, StoreError> {
+        self.stats_at(now).await
     }
 }

@@ -13,7 +13,7 @@ use mongodb::bson::Document;
 use crate::expiry::Timestamp;
 use crate::id::StorageKey;
 use crate::record::Record;
-use crate::store::{SessionStore, StoreError, UserSession};
+use crate::store::{SessionStore, StoreError, StoreStats, UserSession};
 
 mod builder;
 mod doc;
@@ -229,5 +229,9 @@ impl SessionStore for MongoStore {
 
     async fn delete_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
         self.delete_expired_at(now).await
+    }
+
+    async fn stats(&self, now: Timestamp) -> Result<StoreStats, StoreError> {
+        self.stats_at(now).await
     }
 }

@@ -9,7 +9,7 @@ use super::error::{is_duplicate_key, mongo_error};
 use crate::expiry::Timestamp;
 use crate::id::StorageKey;
 use crate::record::Record;
-use crate::store::{StoreError, UserSession};
+use crate::store::{StoreError, StoreStats, UserSession};
 
 /// How often `create` goes round when the key is taken by an expired
 /// document that vanishes (the TTL monitor, a reaper) while it looks.
@@ -221,6 +221,25 @@ impl MongoStore {
             super::BACKEND,
             "sessions of the user kept appearing while they were being deleted; try again",
         ))
+    }
+
+    /// Every live document, streamed in the driver's batches and decoded
+    /// (token families are known only from the record's data).
+    pub(super) async fn stats_at(&self, now: Timestamp) -> Result<StoreStats, StoreError> {
+        let mut cursor = self
+            .coll
+            .find(d::live(doc! {}, now))
+            .await
+            .map_err(mongo_error)?;
+        let mut stats = StoreStats::new(super::BACKEND);
+        while cursor.advance().await.map_err(mongo_error)? {
+            let doc: Document = cursor.deserialize_current().map_err(mongo_error)?;
+            match d::decode(&doc) {
+                Ok(record) => stats.count(&record, now),
+                Err(_) => stats.exact = false,
+            }
+        }
+        Ok(stats)
     }
 
     pub(super) async fn delete_expired_at(&self, now: Timestamp) -> Result<u64, StoreError> {

@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{Cmd, ErrorKind, RedisError, ScriptInvocation, ServerErrorKind, Value};
 
 use super::scripts::Call;
@@ -148,6 +149,74 @@ impl Client {
             }
         }
     }
+}
+
+/// A primary to run a scan on: `None` is the one server of a single-server
+/// connection.
+pub(super) type Node = Option<(String, u16)>;
+
+impl Client {
+    /// Every primary holding keys: the one server, or each cluster primary
+    /// (read from `CLUSTER NODES`; failed and address-less nodes left out).
+    pub(super) async fn primaries(&self) -> Result<Vec<Node>, StoreError> {
+        if let Conn::Single(_) = self.conn {
+            return Ok(vec![None]);
+        }
+        let mut nodes = redis::cmd("CLUSTER");
+        nodes.arg("NODES");
+        let text = match self.cmd(&nodes).await? {
+            Value::BulkString(b) => {
+                String::from_utf8(b).map_err(|e| StoreError::other_in(BACKEND, e))?
+            }
+            Value::VerbatimString { text, .. } => text,
+            Value::SimpleString(s) => s,
+            _ => return Err(super::reply::other("CLUSTER NODES answered with no text")),
+        };
+        Ok(parse_primaries(&text).into_iter().map(Some).collect())
+    }
+
+    /// Runs one command on `node` (see [`Client::primaries`]).
+    pub(super) async fn cmd_on(&self, node: &Node, cmd: &Cmd) -> Result<Value, StoreError> {
+        match (&self.conn, node) {
+            (Conn::Cluster(c), Some((host, port))) => {
+                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                    host: host.clone(),
+                    port: *port,
+                });
+                let mut c = c.clone();
+                let attempt = c.route_command(cmd.clone(), routing);
+                match tokio::time::timeout(self.call_timeout, attempt).await {
+                    Err(_) => Err(timed_out()),
+                    Ok(r) => r.map_err(map_err),
+                }
+            }
+            _ => self.cmd(cmd).await,
+        }
+    }
+}
+
+/// The primaries' `host`/`port` in a `CLUSTER NODES` answer: lines of
+/// `id ip:port@cport[,hostname] flags master-id ...`.
+fn parse_primaries(text: &str) -> Vec<(String, u16)> {
+    text.lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let addr = fields.nth(1)?;
+            let flags = fields.next()?;
+            let is_primary = flags.split(',').any(|f| f == "master")
+                && !flags
+                    .split(',')
+                    .any(|f| matches!(f, "fail" | "noaddr" | "handshake"));
+            if !is_primary {
+                return None;
+            }
+            let hostport = addr.split(['@', ',']).next()?;
+            let (host, port) = hostport.rsplit_once(':')?;
+            let port: u16 = port.parse().ok().filter(|p| *p != 0)?;
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            (!host.is_empty()).then(|| (host.to_owned(), port))
+        })
+        .collect()
 }
 
 enum Op<'a> {
@@ -290,4 +359,26 @@ pub(super) async fn join_all<F: Future>(futs: impl IntoIterator<Item = F>) -> Ve
     })
     .await;
     out.into_iter().flatten().collect()
+}
+
+#[cfg(test)]
+mod primaries_tests {
+    use super::parse_primaries;
+
+    #[test]
+    fn cluster_nodes_primaries() {
+        let text = "a1 127.0.0.1:7001@17001 myself,master - 0 0 1 connected 0-5460
+b2 127.0.0.1:7002@17002,node-b master - 0 0 2 connected 5461-10922
+c3 127.0.0.1:7004@17004 slave a1 0 0 1 connected
+d4 127.0.0.1:7003@17003 master,fail - 0 0 3 connected
+e5 :0@0 master,noaddr - 0 0 3 connected
+";
+        assert_eq!(
+            parse_primaries(text),
+            [
+                ("127.0.0.1".to_owned(), 7001),
+                ("127.0.0.1".to_owned(), 7002)
+            ]
+        );
+    }
 }

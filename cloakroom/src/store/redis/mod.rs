@@ -13,6 +13,7 @@ mod conn;
 mod reply;
 mod scripts;
 mod single;
+mod stats;
 
 use std::fmt;
 use std::sync::Arc;
@@ -25,7 +26,7 @@ use self::scripts::touch;
 use crate::expiry::Timestamp;
 use crate::id::StorageKey;
 use crate::record::Record;
-use crate::store::{SessionStore, StoreError, UserSession, kit};
+use crate::store::{SessionStore, StoreError, StoreStats, UserSession, kit};
 
 pub use self::builder::RedisStoreBuilder;
 
@@ -374,6 +375,10 @@ impl SessionStore for RedisStore {
         // Redis expires sessions natively and every index prunes and expires
         // itself (type docs): nothing is left that is cheap to find.
         Ok(0)
+    }
+
+    async fn stats(&self, now: Timestamp) -> Result<StoreStats, StoreError> {
+        self.count_live(now).await
     }
 }
 

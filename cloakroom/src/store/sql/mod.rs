@@ -46,6 +46,8 @@ pub(super) const SCHEMA_VERSION: i64 = 1;
 /// Rows deleted per reaper statement (or transaction), so requests
 /// interleave with the reaper.
 pub(super) const REAP_BATCH: i64 = 1000;
+/// Rows `stats` reads per statement.
+pub(super) const STATS_BATCH: i64 = 500;
 
 /// A record as its row's columns, encoded on the request's task (never on
 /// a writer thread or inside a transaction).

@@ -179,6 +179,7 @@ server_store! {
 
 impl Dialect for MySqlStore {
     const DELETE: &str = "DELETE FROM cloakroom_sessions WHERE `key` = ?";
+    const BACKEND: &str = BACKEND;
 
     async fn create(&self, key: &StorageKey, row: &Row, now: i64) -> Result<bool, StoreError> {
         let mut conn = self.pool.acquire().await.map_err(db_err)?;
@@ -263,6 +264,19 @@ impl Dialect for MySqlStore {
         // connection.
         let _ = tx.rollback().await;
         Err(outcome)
+    }
+
+    async fn live_batch(
+        &self,
+        after: &[u8],
+        now: i64,
+        limit: i64,
+    ) -> Result<Vec<UserSession>, StoreError> {
+        let page = sqlx::query(
+            "SELECT `key`, record, idle_deadline FROM cloakroom_sessions
+             WHERE `key` > ? AND expires_at > ? ORDER BY `key` LIMIT ?",
+        );
+        fetch_sessions(page.bind(after).bind(now).bind(limit), &self.pool, db_err).await
     }
 
     async fn list_by_user(&self, user: &str, now: i64) -> Result<Vec<UserSession>, StoreError> {

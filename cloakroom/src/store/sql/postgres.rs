@@ -187,6 +187,7 @@ server_store! {
 
 impl Dialect for PostgresStore {
     const DELETE: &str = "DELETE FROM cloakroom_sessions WHERE key = $1";
+    const BACKEND: &str = BACKEND;
 
     async fn create(&self, key: &StorageKey, row: &Row, now: i64) -> Result<bool, StoreError> {
         insert_if_absent(&self.pool, key, row, now).await
@@ -261,6 +262,19 @@ impl Dialect for PostgresStore {
         // Nothing changed; a failed rollback closes the connection.
         let _ = tx.rollback().await;
         Err(outcome)
+    }
+
+    async fn live_batch(
+        &self,
+        after: &[u8],
+        now: i64,
+        limit: i64,
+    ) -> Result<Vec<UserSession>, StoreError> {
+        let page = sqlx::query(
+            "SELECT key, record, idle_deadline FROM cloakroom_sessions
+             WHERE key > $1 AND expires_at > $2 ORDER BY key LIMIT $3",
+        );
+        fetch_sessions(page.bind(after).bind(now).bind(limit), &self.pool, db_err).await
     }
 
     async fn list_by_user(&self, user: &str, now: i64) -> Result<Vec<UserSession>, StoreError> {

@@ -194,6 +194,30 @@ macro_rules! session_store {
                 // Batched; 0 at once when another instance is reaping.
                 Ok(self.try_reap(now).await?.unwrap_or(0))
             }
+
+            async fn stats(
+                &self,
+                now: $crate::expiry::Timestamp,
+            ) -> Result<$crate::store::StoreStats, $crate::store::StoreError> {
+                use $crate::store::sql::shell::Dialect;
+                let mut stats = $crate::store::StoreStats::new(<Self as Dialect>::BACKEND);
+                let at = $crate::store::kit::sql_millis(now);
+                let mut after: Vec<u8> = Vec::new();
+                loop {
+                    let batch =
+                        Dialect::live_batch(self, &after, at, $crate::store::sql::STATS_BATCH)
+                            .await?;
+                    for s in &batch {
+                        stats.count(&s.record, now);
+                    }
+                    match batch.last() {
+                        Some(last) if batch.len() as i64 == $crate::store::sql::STATS_BATCH => {
+                            after = last.key.0.to_vec();
+                        }
+                        _ => return Ok(stats),
+                    }
+                }
+            }
         }
     };
 }
@@ -207,6 +231,18 @@ pub(in crate::store) use session_store;
 pub(in crate::store) trait Dialect: Sync {
     /// Deletes the row under the key bound first, if any.
     const DELETE: &'static str;
+    /// The backend's name, as errors and stats carry it.
+    const BACKEND: &'static str;
+
+    /// Up to `limit` live sessions whose key sorts after `after` (an empty
+    /// `after` is before every key), in key order: `stats` pages through
+    /// the table with it.
+    fn live_batch(
+        &self,
+        after: &[u8],
+        now: i64,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<UserSession>, StoreError>> + Send;
 
     /// Inserts `row` under `key` unless a live row is there (an expired one
     /// gives way): whether it was written.

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use crate::expiry::Timestamp;
 use crate::id::StorageKey;
 use crate::record::Record;
-use crate::store::{SessionStore, StoreError, UserSession};
+use crate::store::{SessionStore, StoreError, StoreStats, UserSession};
 use sha2::{Digest, Sha256};
 
 mod slot;
@@ -460,5 +460,10 @@ impl SessionStore for TieredStore {
     async fn delete_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
         let _ = self.cache.delete_expired(now).await;
         self.durable.delete_expired(now).await
+    }
+
+    /// The durable store's counts: it is the truth, the cache a subset.
+    async fn stats(&self, now: Timestamp) -> Result<StoreStats, StoreError> {
+        self.durable.stats(now).await
     }
 }

@@ -12,10 +12,11 @@ use crate::expiry::Timestamp;
 use crate::id::StorageKey;
 use crate::record::Record;
 use crate::store::kit::{key_from, sql_millis};
-use crate::store::{SessionStore, StoreError, UserSession};
+use crate::store::{SessionStore, StoreError, StoreStats, UserSession};
 
 use super::{Row, check_schema_version, decode_row, reap_in_batches, sql_version};
 
+mod stats;
 mod writer;
 
 use writer::{Job, Reply, WriteOp, writer_loop};
@@ -466,5 +467,8 @@ impl SessionStore for SqliteStore {
             Box::pin(async move { expect_count(store.write(WriteOp::ReapBatch, now).await) })
         })
         .await
+    }
+    async fn stats(&self, now: Timestamp) -> Result<StoreStats, StoreError> {
+        self.count_live(now).await
     }
 }
