@@ -23,6 +23,9 @@ use crate::store::{SessionStore, StoreError, UserSession};
 /// process): other sign-ins of that user wait at most this long.
 pub const LEASE_TTL: Duration = Duration::from_secs(10);
 
+/// Transient backend failures a lease acquisition rides out.
+const MAX_TRANSIENT_FAILURES: u32 = 5;
+
 /// What a sign-in beyond the limit does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -138,12 +141,20 @@ impl Lease {
         let key = lease_key(user);
         let started = std::time::Instant::now();
         let mut pause = Duration::from_millis(2);
+        let mut transient = 0;
         loop {
             let t = now();
             let lease = Record::new(t, LEASE_TTL, LEASE_TTL);
             match store.create(&key, &lease, t).await {
                 Ok(()) => return Ok(Self { key }),
                 Err(StoreError::Conflict) => {}
+                // Contended inserts can make a backend give up on one
+                // (a MySQL deadlock victim, say), which the store contract
+                // calls transient: a few more tries within the wait.
+                Err(StoreError::Unavailable(e)) if transient < MAX_TRANSIENT_FAILURES => {
+                    transient += 1;
+                    tracing::debug!(error = %e, "session-limit lease: transient failure, retrying");
+                }
                 Err(e) => return Err(e),
             }
             if started.elapsed() >= limit.wait {
