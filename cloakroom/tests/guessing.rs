@@ -17,6 +17,10 @@ use cloakroom::store::MemoryStore;
 use cloakroom::{MockClock, SessionId, SessionLayer};
 use support::{app_with, send_req};
 
+/// The tests here share tracing's global callsite interest: the one that
+/// captures events must not run beside one that emits them to no one.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
@@ -54,6 +58,7 @@ fn unknown_id_cookie() -> String {
 /// default nothing is refused.
 #[tokio::test]
 async fn s51_guessing_event_and_default_is_event_only() {
+    let _serial = SERIAL.lock().await;
     let capture = Capture::default();
     let writer = capture.clone();
     let subscriber = tracing_subscriber::fmt()
@@ -61,6 +66,7 @@ async fn s51_guessing_event_and_default_is_event_only() {
         .with_ansi(false)
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
+    tracing::callsite::rebuild_interest_cache();
     let limit = GuessingLimit::new().with_threshold(5, Duration::from_secs(60));
     let app = app_with(SessionLayer::new(MemoryStore::new()).with_guessing_limit(limit));
     let mut ids = Vec::new();
@@ -92,6 +98,7 @@ async fn s51_guessing_event_and_default_is_event_only() {
 /// other clients and its cookieless requests are served.
 #[tokio::test]
 async fn s51_guessing_optional_429() {
+    let _serial = SERIAL.lock().await;
     let clock = MockClock::new();
     let limit = GuessingLimit::new()
         .with_threshold(3, Duration::from_secs(60))
