@@ -142,7 +142,13 @@ impl Demo {
         body: Option<&serde_json::Value>,
     ) -> Reply {
         let base = &self.bases[instance % self.bases.len()];
-        let mut req = self.http.request(method, format!("{base}{path}"));
+        // What a browser sends on the demo page's own fetches: the demo's
+        // CSRF layer refuses a cookie-bearing write with no Fetch Metadata
+        // and no token.
+        let mut req = self
+            .http
+            .request(method, format!("{base}{path}"))
+            .header("sec-fetch-site", "same-origin");
         if let Some(c) = cookie {
             req = req.header(reqwest::header::COOKIE, format!("{COOKIE_NAME}={c}"));
         }
